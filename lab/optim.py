@@ -1,0 +1,263 @@
+"""First-order update rules for training neural networks.
+
+The names and signatures follow CS231n's ``optim.py``.  Every rule has the form
+
+    next_w, config = update(w, dw, config=None)
+
+* ``w``: ndarray of any shape, the current value of one parameter.
+* ``dw``: ndarray of the same shape, the gradient of the loss with respect to ``w``.
+* ``config``: dict of hyperparameters (learning rate, momentum, ...) *and* of the
+  rule's running state (velocity, moment estimates, ...).  Missing
+  hyperparameters are filled in with their defaults, so the returned ``config``
+  always holds the full set and must be passed back in on the next call for the
+  same parameter.  The ``Solver`` keeps one config per parameter.
+
+``w`` and ``dw`` are not modified; ``next_w`` is a new array with ``w``'s dtype.
+The state arrays in ``config`` are replaced by new arrays on every call.
+
+Rules
+-----
+sgd           w <- w - lr * dw
+sgd_momentum  v <- mu * v - lr * dw;  w <- w + v
+rmsprop       c <- rho * c + (1 - rho) * dw**2;  w <- w - lr * dw / (sqrt(c) + eps)
+adam          bias-corrected first and second moment estimates (Kingma & Ba, 2015)
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._validate import finite_float, nonneg_int
+
+__all__ = ["sgd", "sgd_momentum", "rmsprop", "adam"]
+
+
+def _check_params(w, dw):
+    """Validate ``w`` and ``dw``: real floating-point arrays of one shape, finite."""
+    arrays = []
+    for name, a in (("w", w), ("dw", dw)):
+        if not isinstance(a, np.ndarray):
+            try:
+                a = np.asarray(a)
+            except Exception as exc:  # pragma: no cover - exotic inputs
+                raise TypeError(f"{name} must be array-like, got {type(a).__name__}") from exc
+        if a.dtype.kind in "iu":
+            a = a.astype(np.float64)
+        elif a.dtype.kind != "f":
+            raise TypeError(f"{name} must hold real floating-point numbers, got dtype {a.dtype}")
+        arrays.append(a)
+    w, dw = arrays
+    if w.shape != dw.shape:
+        raise ValueError(f"dw must have the shape of w, {w.shape}, got {dw.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"w contains NaN or inf (shape {w.shape})")
+    if not np.all(np.isfinite(dw)):
+        raise ValueError(
+            f"dw contains NaN or inf (shape {dw.shape}); training has probably diverged, "
+            "try a smaller learning_rate"
+        )
+    return w, dw
+
+
+def _check_config(config, rule, defaults, state):
+    """Return ``config`` (a new dict if None) with defaults filled in, after
+    checking that it names only known hyperparameters and state entries."""
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict or None, got {type(config).__name__}")
+    unknown = sorted(set(config) - set(defaults) - set(state))
+    if unknown:
+        raise ValueError(
+            f"config has entries {unknown} that {rule} does not use; "
+            f"expected only {sorted(defaults) + sorted(state)}"
+        )
+    for key, value in defaults.items():
+        config.setdefault(key, value)
+    return config
+
+
+def _check_state(config, key, w):
+    """Return the state array ``config[key]`` (zeros like ``w`` if absent)."""
+    s = config.get(key)
+    if s is None:
+        return np.zeros_like(w)
+    s = np.asarray(s)
+    if s.shape != w.shape:
+        raise ValueError(f"config['{key}'] must have the shape of w, {w.shape}, got {s.shape}")
+    return s
+
+
+def _learning_rate(config):
+    return finite_float(config["learning_rate"], "config['learning_rate']", low=0.0, low_open=True)
+
+
+def _unit(config, key, high_open=True):
+    return finite_float(config[key], f"config['{key}']", low=0.0, high=1.0, high_open=high_open)
+
+
+def _positive(config, key):
+    return finite_float(config[key], f"config['{key}']", low=0.0, low_open=True)
+
+
+def sgd(w, dw, config=None):
+    """Vanilla stochastic gradient descent.
+
+    ``next_w = w - learning_rate * dw``
+
+    Parameters
+    ----------
+    w : ndarray, any shape
+        Current parameter value.
+    dw : ndarray, shape of ``w``
+        Gradient of the loss with respect to ``w``.
+    config : dict or None
+        ``learning_rate`` (float > 0, default 1e-2).
+
+    Returns
+    -------
+    next_w : ndarray, shape and dtype of ``w``
+    config : dict
+        The same dict, with defaults filled in.
+    """
+    w, dw = _check_params(w, dw)
+    config = _check_config(config, "sgd", {"learning_rate": 1e-2}, ())
+    lr = _learning_rate(config)
+    next_w = w - lr * dw
+    return next_w.astype(w.dtype, copy=False), config
+
+
+def sgd_momentum(w, dw, config=None):
+    """Stochastic gradient descent with (classical, heavy-ball) momentum.
+
+    .. math::
+
+        v &\\leftarrow \\mu v - \\eta\\, dw \\\\
+        w &\\leftarrow w + v
+
+    With a constant learning rate this is the same trajectory as
+    ``torch.optim.SGD(momentum=mu, dampening=0, nesterov=False)``, whose buffer
+    is ``-v / lr``.
+
+    Parameters
+    ----------
+    w : ndarray, any shape
+    dw : ndarray, shape of ``w``
+    config : dict or None
+        ``learning_rate`` (eta, > 0, default 1e-2), ``momentum`` (mu, in
+        [0, 1), default 0.9), ``velocity`` (state v, shape of ``w``, zeros at
+        first).
+
+    Returns
+    -------
+    next_w : ndarray, shape and dtype of ``w``
+    config : dict
+        The same dict, holding the new ``velocity``.
+    """
+    w, dw = _check_params(w, dw)
+    config = _check_config(config, "sgd_momentum",
+                           {"learning_rate": 1e-2, "momentum": 0.9}, ("velocity",))
+    lr = _learning_rate(config)
+    mu = _unit(config, "momentum")
+    v = _check_state(config, "velocity", w)
+    v = mu * v - lr * dw
+    next_w = w + v
+    config["velocity"] = v
+    return next_w.astype(w.dtype, copy=False), config
+
+
+def rmsprop(w, dw, config=None):
+    """RMSProp: scale each step by a running root mean square of the gradient.
+
+    .. math::
+
+        c &\\leftarrow \\rho c + (1 - \\rho)\\, dw^2 \\\\
+        w &\\leftarrow w - \\eta\\, dw / (\\sqrt{c} + \\epsilon)
+
+    This is ``torch.optim.RMSprop(lr=eta, alpha=rho, eps=epsilon)`` without
+    momentum or centering.
+
+    Parameters
+    ----------
+    w : ndarray, any shape
+    dw : ndarray, shape of ``w``
+    config : dict or None
+        ``learning_rate`` (eta, > 0, default 1e-2), ``decay_rate`` (rho, in
+        [0, 1), default 0.99), ``epsilon`` (> 0, default 1e-8), ``cache``
+        (state c, shape of ``w``, zeros at first).
+
+    Returns
+    -------
+    next_w : ndarray, shape and dtype of ``w``
+    config : dict
+        The same dict, holding the new ``cache``.
+    """
+    w, dw = _check_params(w, dw)
+    config = _check_config(config, "rmsprop",
+                           {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8},
+                           ("cache",))
+    lr = _learning_rate(config)
+    rho = _unit(config, "decay_rate")
+    eps = _positive(config, "epsilon")
+    cache = _check_state(config, "cache", w)
+    cache = rho * cache + (1.0 - rho) * dw * dw
+    next_w = w - lr * dw / (np.sqrt(cache) + eps)
+    config["cache"] = cache
+    return next_w.astype(w.dtype, copy=False), config
+
+
+def adam(w, dw, config=None):
+    """Adam: momentum on the gradient, RMSProp-style scaling, bias correction.
+
+    With step counter t (incremented *before* use, so the first step has t = 1):
+
+    .. math::
+
+        m &\\leftarrow \\beta_1 m + (1 - \\beta_1)\\, dw \\\\
+        v &\\leftarrow \\beta_2 v + (1 - \\beta_2)\\, dw^2 \\\\
+        \\hat m = m / (1 - \\beta_1^t), &\\quad \\hat v = v / (1 - \\beta_2^t) \\\\
+        w &\\leftarrow w - \\eta\\, \\hat m / (\\sqrt{\\hat v} + \\epsilon)
+
+    epsilon is added after the bias correction of sqrt(v), as in
+    ``torch.optim.Adam`` and the original paper.
+
+    Parameters
+    ----------
+    w : ndarray, any shape
+    dw : ndarray, shape of ``w``
+    config : dict or None
+        ``learning_rate`` (eta, > 0, default 1e-3), ``beta1`` (in [0, 1),
+        default 0.9), ``beta2`` (in [0, 1), default 0.999), ``epsilon`` (> 0,
+        default 1e-8), and the state ``m``, ``v`` (shape of ``w``, zeros at
+        first) and ``t`` (int >= 0, default 0).
+
+    Returns
+    -------
+    next_w : ndarray, shape and dtype of ``w``
+    config : dict
+        The same dict, holding the new ``m``, ``v`` and ``t``.
+    """
+    w, dw = _check_params(w, dw)
+    config = _check_config(config, "adam",
+                           {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999,
+                            "epsilon": 1e-8, "t": 0}, ("m", "v"))
+    lr = _learning_rate(config)
+    beta1 = _unit(config, "beta1")
+    beta2 = _unit(config, "beta2")
+    eps = _positive(config, "epsilon")
+    t = config["t"]
+    if isinstance(t, numbers.Integral) and not isinstance(t, bool):
+        t = nonneg_int(int(t), "config['t']")
+    else:
+        raise TypeError(f"config['t'] must be a non-negative integer step count, got {t!r}")
+    m = _check_state(config, "m", w)
+    v = _check_state(config, "v", w)
+    t += 1
+    m = beta1 * m + (1.0 - beta1) * dw
+    v = beta2 * v + (1.0 - beta2) * dw * dw
+    m_hat = m / (1.0 - beta1 ** t)
+    v_hat = v / (1.0 - beta2 ** t)
+    next_w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+    config["m"], config["v"], config["t"] = m, v, t
+    return next_w.astype(w.dtype, copy=False), config
