@@ -1,0 +1,31 @@
+# Two commands do everything (see README.md):
+#   make book   build the rendered book into _build/html
+#   make test   run the unit tests and nbval over every chapter
+# Both create or reuse the project virtual environment in .venv and install the
+# pinned dependencies from pyproject.toml into it.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: book test venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --warningiserror --keep-going
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS) tests book
+
+clean:
+	rm -rf _build

@@ -1,0 +1,697 @@
+"""Data for the book: natural image patches (Part I) and CIFAR-10 (Parts II-III).
+
+Patches
+-------
+``load_patches()`` cuts 10,240 RGB 16x16 patches, seeded, from the colour
+photographs that ship inside scikit-image (no download), caches them and
+returns a :class:`Patches` record in the course's HDF5 layout::
+
+    data      (N, 3, 16, 16) float64 in [0, 1]
+    xForm     (768, 768) ZCA whitening matrix of the flattened, mean-removed patches
+    invXForm  (768, 768) its inverse
+
+``load_patches(path)`` reads and validates such an HDF5 file instead;
+``save_patches`` writes one.  ``preprocess_patches`` turns RGB patches into the
+(N, 256) grayscale rows in [0.1, 0.9] that the sparse autoencoder learns from.
+
+CIFAR-10
+--------
+``load_cifar10()`` returns train/val/test splits with per-channel normalisation
+computed on the training split.  It looks for the data, in order, in an explicit
+``root``, in ``$LAB_DATA/cifar10``, in the user cache, and finally downloads the
+official ``cifar-10-python.tar.gz`` (checksum-verified).  A data folder may hold
+the official python batches or an image-folder tree ``train/<class>/*``,
+``test/<class>/*``.  Decoded arrays are cached in the user cache directory
+(``$LAB_CACHE`` overrides it), never in the data folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pathlib
+import pickle
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from lab._validate import as_float_array, nonneg_int, positive_int
+
+__all__ = [
+    "Patches", "load_patches", "save_patches", "sample_patches", "PATCH_PHOTOGRAPHS",
+    "to_grayscale", "normalize_patches", "preprocess_patches",
+    "load_cifar10", "load_cifar10_raw", "CIFAR10_CLASSES", "iterate_minibatches",
+    "cache_dir",
+]
+
+# ----------------------------------------------------------------------------
+# Cache
+# ----------------------------------------------------------------------------
+
+
+def cache_dir() -> pathlib.Path:
+    """The folder where lab caches patches, downloads and decoded arrays.
+
+    ``$LAB_CACHE`` when set, else the operating system's user cache folder
+    (``$XDG_CACHE_HOME/lab`` or ``~/.cache/lab`` on Linux).
+    """
+    env = os.environ.get("LAB_CACHE")
+    if env:
+        return pathlib.Path(env).expanduser()
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or pathlib.Path.home() / "AppData" / "Local"
+        return pathlib.Path(base) / "lab" / "Cache"
+    if sys.platform == "darwin":
+        return pathlib.Path.home() / "Library" / "Caches" / "lab"
+    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(base) / "lab"
+
+
+def _atomic_write(path: pathlib.Path, write) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path`` and move
+    it into place only when it succeeded, so that no half-written file is left."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------
+# Patches
+# ----------------------------------------------------------------------------
+
+#: The scikit-image photographs the default patches are cut from (all bundled
+#: with scikit-image, so no download is needed).
+PATCH_PHOTOGRAPHS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle")
+
+_PATCH_KEYS = ("data", "invXForm", "xForm")
+
+
+@dataclass(frozen=True)
+class Patches:
+    """RGB image patches in the course layout.
+
+    Attributes
+    ----------
+    data : ndarray, shape (N, 3, P, P), float64 in [0, 1]
+    xForm : ndarray, shape (3*P*P, 3*P*P)
+        ZCA whitening matrix: ``xForm @ (x - mean)`` whitens a flattened patch.
+    invXForm : ndarray, shape (3*P*P, 3*P*P)
+        Inverse of ``xForm``.
+    """
+
+    data: np.ndarray
+    xForm: np.ndarray
+    invXForm: np.ndarray
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+
+def _photographs():
+    import skimage.data as skd
+
+    out = []
+    for name in PATCH_PHOTOGRAPHS:
+        img = skd.stereo_motorcycle()[0] if name == "motorcycle" else getattr(skd, name)()
+        out.append(np.asarray(img[..., :3], dtype=np.float64) / 255.0)
+    return out
+
+
+def sample_patches(images, num_patches: int = 10240, patch_size: int = 16, seed: int = 0):
+    """Cut ``num_patches`` square patches at seeded random positions.
+
+    The patches are spread as evenly as possible over the images.
+
+    Parameters
+    ----------
+    images : sequence of ndarray, each (H, W, 3)
+    num_patches, patch_size, seed : int
+
+    Returns
+    -------
+    ndarray, shape (num_patches, 3, patch_size, patch_size), same dtype as the images
+    """
+    num_patches = positive_int(num_patches, "num_patches")
+    patch_size = positive_int(patch_size, "patch_size")
+    if len(images) == 0:
+        raise ValueError("images must hold at least one image, got an empty sequence")
+    for i, img in enumerate(images):
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"images[{i}] must have shape (H, W, 3), got {img.shape}")
+        if img.shape[0] < patch_size or img.shape[1] < patch_size:
+            raise ValueError(
+                f"images[{i}] of shape {img.shape} is smaller than patch_size={patch_size}"
+            )
+    rng = np.random.default_rng(seed)
+    counts = np.full(len(images), num_patches // len(images))
+    counts[: num_patches % len(images)] += 1
+    out = np.empty((num_patches, 3, patch_size, patch_size), dtype=images[0].dtype)
+    k = 0
+    for img, n in zip(images, counts):
+        rows = rng.integers(0, img.shape[0] - patch_size + 1, size=n)
+        cols = rng.integers(0, img.shape[1] - patch_size + 1, size=n)
+        for r, c in zip(rows, cols):
+            out[k] = img[r:r + patch_size, c:c + patch_size].transpose(2, 0, 1)
+            k += 1
+    return out
+
+
+def _zca(data, epsilon=0.1):
+    x = data.reshape(data.shape[0], -1)
+    x = x - x.mean(axis=0)
+    sigma = x.T @ x / x.shape[0]
+    s, u = np.linalg.eigh(sigma)
+    s = np.clip(s, 0.0, None)
+    xform = (u / np.sqrt(s + epsilon)) @ u.T
+    inv = (u * np.sqrt(s + epsilon)) @ u.T
+    return xform, inv
+
+
+def _validate_patches(data, xform, inv, where):
+    data = np.asarray(data)
+    if data.ndim != 4 or data.shape[1] != 3 or data.shape[2] != data.shape[3]:
+        raise ValueError(
+            f"{where}: 'data' must have shape (N, 3, P, P) (the course layout is (N, 3, 16, 16)), "
+            f"got {data.shape}"
+        )
+    if data.shape[0] == 0:
+        raise ValueError(f"{where}: 'data' holds no patches")
+    if data.dtype.kind not in "fiu":
+        raise TypeError(f"{where}: 'data' must be numeric, got dtype {data.dtype}")
+    data = data.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"{where}: 'data' contains NaN or inf")
+    d = int(np.prod(data.shape[1:]))
+    mats = []
+    for key, m in (("xForm", xform), ("invXForm", inv)):
+        m = np.asarray(m, dtype=np.float64)
+        if m.shape != (d, d):
+            raise ValueError(f"{where}: '{key}' must have shape ({d}, {d}) to match 'data', got {m.shape}")
+        mats.append(m)
+    return Patches(data, mats[0], mats[1])
+
+
+def save_patches(path, patches: Patches) -> None:
+    """Write ``patches`` to an HDF5 file in the course layout
+    (datasets ``data``, ``xForm``, ``invXForm``); the file appears only complete."""
+    import h5py
+
+    patches = _validate_patches(patches.data, patches.xForm, patches.invXForm, "patches")
+    path = pathlib.Path(path)
+
+    def write(fh):
+        with h5py.File(fh, "w") as f:
+            for key in _PATCH_KEYS:
+                f.create_dataset(key, data=getattr(patches, key))
+
+    _atomic_write(path, write)
+
+
+def _read_patches(path: pathlib.Path) -> Patches:
+    import h5py
+
+    if not path.is_file():
+        raise FileNotFoundError(f"patch file not found: {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path} is not a readable HDF5 file ({exc})") from exc
+    with f:
+        missing = [k for k in _PATCH_KEYS if k not in f]
+        if missing:
+            raise KeyError(
+                f"{path} lacks the dataset(s) {missing}; a patch file needs "
+                f"{list(_PATCH_KEYS)} ('data' of shape (N, 3, 16, 16))"
+            )
+        arrays = {k: f[k][()] for k in _PATCH_KEYS}
+    return _validate_patches(arrays["data"], arrays["xForm"], arrays["invXForm"], str(path))
+
+
+def load_patches(path=None, *, num_patches: int = 10240, patch_size: int = 16,
+                 seed: int = 0, cache: bool = True) -> Patches:
+    """Natural image patches in the course layout.
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        An HDF5 file with datasets ``data`` (N, 3, P, P), ``xForm`` and
+        ``invXForm`` (both (3P^2, 3P^2)).  It is read and validated.
+    num_patches, patch_size, seed : int
+        Without ``path``: how many patches to cut from scikit-image's bundled
+        photographs (:data:`PATCH_PHOTOGRAPHS`), how large, and the seed of
+        their positions.  The result is the same on every machine.
+    cache : bool
+        Without ``path``: keep the patches as HDF5 in :func:`cache_dir` and
+        reuse them on the next call.
+
+    Returns
+    -------
+    Patches
+        ``data`` (N, 3, P, P) float64 in [0, 1], ``xForm``, ``invXForm``.
+    """
+    if path is not None:
+        return _read_patches(pathlib.Path(path))
+    num_patches = positive_int(num_patches, "num_patches")
+    patch_size = positive_int(patch_size, "patch_size")
+    seed = nonneg_int(seed, "seed")
+    cached = cache_dir() / f"patches-{num_patches}x{patch_size}-seed{seed}.h5"
+    if cache and cached.is_file():
+        try:
+            return _read_patches(cached)
+        except (OSError, ValueError, KeyError):
+            cached.unlink()  # a damaged cache is rebuilt
+    data = sample_patches(_photographs(), num_patches, patch_size, seed)
+    xform, inv = _zca(data)
+    patches = Patches(data, xform, inv)
+    if cache:
+        save_patches(cached, patches)
+    return patches
+
+
+def to_grayscale(data):
+    """Luminosity grayscale of RGB patches: Y = 0.2126 R + 0.7152 G + 0.0722 B.
+
+    Parameters
+    ----------
+    data : ndarray, shape (N, 3, H, W)
+
+    Returns
+    -------
+    ndarray, shape (N, H, W)
+    """
+    data = as_float_array(data, "data", ndim=4)
+    if data.shape[1] != 3:
+        raise ValueError(f"data must have 3 colour channels in axis 1 (N, 3, H, W), got shape {data.shape}")
+    weights = np.array([0.2126, 0.7152, 0.0722], dtype=data.dtype)
+    return np.einsum("nchw,c->nhw", data, weights)
+
+
+def normalize_patches(patches):
+    """The course's normalisation of grayscale patches.
+
+    1. flatten each patch to a row and subtract its own mean;
+    2. clip to [-3 sigma, 3 sigma], sigma = std of all mean-removed values;
+    3. map [-3 sigma, 3 sigma] linearly onto [0.1, 0.9].
+
+    Parameters
+    ----------
+    patches : ndarray, shape (N, H, W) or (N, D)
+
+    Returns
+    -------
+    ndarray, shape (N, H*W) or (N, D), values in [0.1, 0.9]
+    """
+    x = as_float_array(patches, "patches")
+    if x.ndim not in (2, 3):
+        raise ValueError(f"patches must have shape (N, H, W) or (N, D), got {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError("patches holds no patches")
+    x = x.reshape(x.shape[0], -1)
+    x = x - x.mean(axis=1, keepdims=True)
+    sigma = 3.0 * x.std()
+    if sigma == 0.0:
+        raise ValueError("patches are all constant: their standard deviation after mean removal is 0")
+    x = np.clip(x, -sigma, sigma) / sigma
+    return (x + 1.0) * 0.4 + 0.1
+
+
+def preprocess_patches(data):
+    """RGB patches (N, 3, P, P) -> grayscale rows (N, P*P) in [0.1, 0.9]:
+    :func:`to_grayscale` followed by :func:`normalize_patches`."""
+    return normalize_patches(to_grayscale(data))
+
+
+# ----------------------------------------------------------------------------
+# CIFAR-10
+# ----------------------------------------------------------------------------
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "md5:c58f30108f718f92721af3b95e74349a"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+_DOWNLOADER = None  # pooch downloader; replaced in tests
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle names a class or function that a CIFAR-10 batch never holds."""
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Unpickler for the official CIFAR-10 batches.
+
+    It rebuilds only plain data (dicts, lists, bytes, numbers) and NumPy
+    arrays; any other class or function named in the pickle is refused, so a
+    tampered file cannot run code.
+    """
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            import importlib
+
+            return getattr(importlib.import_module(module), name)
+        raise UnsafePickleError(
+            f"refusing to load {module}.{name}: a CIFAR-10 batch holds only plain data"
+        )
+
+
+def _read_batch(fh, where):
+    try:
+        d = _PlainDataUnpickler(fh, encoding="bytes").load()
+    except UnsafePickleError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{where} is not a readable CIFAR-10 batch ({exc})") from exc
+    if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
+        raise ValueError(f"{where} is not a CIFAR-10 batch: expected a dict with b'data' and b'labels'")
+    x = np.asarray(d[b"data"], dtype=np.uint8)
+    y = np.asarray(d[b"labels"], dtype=np.int64)
+    if x.ndim != 2 or x.shape[1] != 3072 or x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"{where}: expected data of shape (n, 3072) and n labels, got {x.shape} and {y.shape}"
+        )
+    return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), y
+
+
+_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+def _read_official_dir(folder: pathlib.Path):
+    parts = [_read_batch(open(folder / b, "rb"), folder / b) for b in _BATCHES]
+    return _stack_official(parts)
+
+
+def _read_official_tar(archive: pathlib.Path):
+    try:
+        tar = tarfile.open(archive, "r:gz")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ValueError(f"{archive} is not a readable .tar.gz archive ({exc})") from exc
+    with tar:
+        members = {pathlib.PurePosixPath(m.name).name: m for m in tar.getmembers() if m.isfile()}
+        missing = [b for b in _BATCHES if b not in members]
+        if missing:
+            raise ValueError(f"{archive} lacks the CIFAR-10 batches {missing}")
+        parts = []
+        for b in _BATCHES:
+            with tar.extractfile(members[b]) as fh:
+                parts.append(_read_batch(io.BytesIO(fh.read()), f"{archive}:{b}"))
+    return _stack_official(parts)
+
+
+def _stack_official(parts):
+    xtr = np.concatenate([p[0] for p in parts[:5]])
+    ytr = np.concatenate([p[1] for p in parts[:5]])
+    return xtr, ytr, parts[5][0], parts[5][1], CIFAR10_CLASSES
+
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def _list_image_folder(split_dir: pathlib.Path):
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"image folder {split_dir} does not exist")
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"image folder {split_dir} holds no class folders (expected {split_dir}/<class>/*)")
+    files, labels = [], []
+    for k, c in enumerate(classes):
+        names = sorted(p for p in (split_dir / c).iterdir()
+                       if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
+        if not names:
+            raise ValueError(f"class folder {split_dir / c} holds no images")
+        files += names
+        labels += [k] * len(names)
+    return classes, files, np.asarray(labels, dtype=np.int64)
+
+
+def _decode_images(files):
+    from PIL import Image, UnidentifiedImageError
+
+    out = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
+    for i, f in enumerate(files):
+        try:
+            with Image.open(f) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise ValueError(f"cannot decode image {f} ({exc})") from exc
+        if arr.shape != (32, 32, 3):
+            raise ValueError(f"image {f} has size {arr.shape[1]}x{arr.shape[0]}, expected 32x32")
+        out[i] = arr
+    return out
+
+
+def _read_image_folder(root: pathlib.Path):
+    cls_tr, f_tr, y_tr = _list_image_folder(root / "train")
+    cls_te, f_te, y_te = _list_image_folder(root / "test")
+    if cls_tr != cls_te:
+        raise ValueError(f"{root}: train and test hold different classes ({cls_tr} vs {cls_te})")
+    # Files are listed class by class; a fixed permutation mixes the classes so
+    # that any prefix (for example the validation split) holds all of them.
+    p_tr = np.random.default_rng(0).permutation(len(f_tr))
+    p_te = np.random.default_rng(1).permutation(len(f_te))
+    x_tr = _decode_images([f_tr[i] for i in p_tr])
+    x_te = _decode_images([f_te[i] for i in p_te])
+    return x_tr, y_tr[p_tr], x_te, y_te[p_te], tuple(cls_tr)
+
+
+def _source_kind(folder: pathlib.Path):
+    """Which CIFAR-10 layout ``folder`` holds: ('official-dir', path),
+    ('official-tar', path), ('image-folder', path) or None."""
+    if not folder.is_dir():
+        return None
+    for cand in (folder, folder / "cifar-10-batches-py"):
+        if (cand / "data_batch_1").is_file():
+            return "official-dir", cand
+    if (folder / CIFAR10_ARCHIVE).is_file():
+        return "official-tar", folder / CIFAR10_ARCHIVE
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        return "image-folder", folder
+    return None
+
+
+def _fingerprint(kind, path: pathlib.Path) -> str:
+    h = hashlib.sha1(f"{kind}:{path.resolve()}".encode())
+    if kind == "image-folder":
+        for split in ("train", "test"):
+            for d in sorted((path / split).iterdir()):
+                if d.is_dir():
+                    st = [e.stat() for e in os.scandir(d)]
+                    h.update(f"{d.name}:{len(st)}:{sum(s.st_size for s in st)}:"
+                             f"{max((s.st_mtime_ns for s in st), default=0)}".encode())
+    else:
+        files = [path] if path.is_file() else [path / b for b in _BATCHES]
+        for f in files:
+            st = f.stat() if f.exists() else None
+            h.update(f"{f.name}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1}".encode())
+    return h.hexdigest()[:16]
+
+
+def _decode_source(kind, path, use_cache=True):
+    cached = cache_dir() / f"cifar10-decoded-{_fingerprint(kind, path)}.npz"
+    if use_cache and cached.is_file():
+        try:
+            with np.load(cached) as z:
+                return (z["x_train"], z["y_train"], z["x_test"], z["y_test"],
+                        tuple(str(c) for c in z["classes"]))
+        except Exception:
+            cached.unlink()  # damaged cache: decode again
+    if kind == "official-dir":
+        arrays = _read_official_dir(path)
+    elif kind == "official-tar":
+        arrays = _read_official_tar(path)
+    else:
+        arrays = _read_image_folder(path)
+    if use_cache:
+        x_tr, y_tr, x_te, y_te, classes = arrays
+        _atomic_write(cached, lambda fh: np.savez(
+            fh, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, classes=np.array(classes)))
+    return arrays
+
+
+def _download_official(folder: pathlib.Path) -> pathlib.Path:
+    import pooch
+
+    path = pooch.retrieve(CIFAR10_URL, known_hash=CIFAR10_MD5, fname=CIFAR10_ARCHIVE,
+                          path=folder, downloader=_DOWNLOADER, progressbar=False)
+    return pathlib.Path(path)
+
+
+def load_cifar10_raw(root=None, *, download: bool = True, cache: bool = True):
+    """CIFAR-10 as uint8 arrays, from the first source that holds it.
+
+    Sources, in order: ``root`` (a CIFAR-10 folder or a folder holding
+    ``cifar10/``); ``$LAB_DATA/cifar10``; ``cache_dir()/cifar10``; a download of
+    the official ``cifar-10-python.tar.gz`` into the cache, verified by its MD5.
+
+    Returns
+    -------
+    x_train : uint8 (50000, 32, 32, 3)
+    y_train : int64 (50000,)
+    x_test : uint8 (10000, 32, 32, 3)
+    y_test : int64 (10000,)
+    classes : tuple of str
+    """
+    tried = []
+    candidates = []
+    if root is not None:
+        root = pathlib.Path(root).expanduser()
+        candidates.append(("root argument", root / "cifar10" if (root / "cifar10").is_dir() else root))
+    if os.environ.get("LAB_DATA"):
+        candidates.append(("$LAB_DATA", pathlib.Path(os.environ["LAB_DATA"]).expanduser() / "cifar10"))
+    user = cache_dir() / "cifar10"
+    candidates.append(("user cache", user))
+    for label, folder in candidates:
+        found = _source_kind(folder)
+        if found is not None:
+            return _decode_source(*found, use_cache=cache)
+        tried.append(f"  - {label}: {folder} ({'no CIFAR-10 layout inside' if folder.is_dir() else 'does not exist'})")
+        if label == "root argument":
+            raise FileNotFoundError(
+                f"CIFAR-10 not found in the given root {folder}: expected the official python batches "
+                "(data_batch_1..5, test_batch, possibly inside cifar-10-batches-py/), "
+                f"{CIFAR10_ARCHIVE}, or an image-folder tree train/<class>/*, test/<class>/*"
+            )
+    if download:
+        try:
+            archive = _download_official(user)
+        except ValueError as exc:  # pooch: hash mismatch
+            raise ValueError(
+                f"the downloaded {CIFAR10_ARCHIVE} failed its checksum ({exc}); it was discarded. "
+                "Try again, or download it yourself and place it in " + str(user)
+            ) from exc
+        except Exception as exc:
+            tried.append(f"  - download of {CIFAR10_URL}: failed ({type(exc).__name__}: {exc})")
+        else:
+            return _decode_source("official-tar", archive, use_cache=cache)
+    else:
+        tried.append("  - download: not attempted (download=False)")
+    raise FileNotFoundError(
+        "CIFAR-10 was not found. Looked in:\n" + "\n".join(tried) + "\n"
+        f"To get it: download {CIFAR10_URL} and place the archive (or its extracted "
+        f"cifar-10-batches-py/ folder) in {user}, or set LAB_DATA to a folder that holds "
+        "cifar10/ (official batches or an image-folder tree train/<class>/*, test/<class>/*)."
+    )
+
+
+def load_cifar10(root=None, *, num_training: int = 49000, num_validation: int = 1000,
+                 num_test: int = 10000, layout: str = "NCHW", dtype=np.float32,
+                 normalize: bool = True, download: bool = True, cache: bool = True):
+    """CIFAR-10 split into training, validation and test sets.
+
+    The validation images are the ``num_validation`` training images that follow
+    the first ``num_training``; the test images are the first ``num_test`` of the
+    official test set.  With ``normalize`` each channel is shifted and scaled by
+    the mean and standard deviation of the training split (pixels in [0, 1]).
+
+    Parameters
+    ----------
+    root : path-like, optional
+        See :func:`load_cifar10_raw` for where the data are looked for.
+    num_training, num_validation, num_test : int
+        Split sizes; ``num_training + num_validation <= 50000``, ``num_test <= 10000``.
+    layout : {"NCHW", "NHWC"}
+        NCHW for lab's NumPy layers and PyTorch, NHWC for Keras.
+    dtype : floating dtype
+    normalize : bool
+        Per-channel standardisation with training-split statistics.
+
+    Returns
+    -------
+    dict
+        ``X_train`` (num_training, 3, 32, 32) (or NHWC), ``y_train`` (num_training,) int64,
+        ``X_val``, ``y_val``, ``X_test``, ``y_test``, ``mean`` and ``std`` (3,) of the training
+        split in [0, 1] units, ``class_names``.
+    """
+    num_training = positive_int(num_training, "num_training")
+    num_validation = nonneg_int(num_validation, "num_validation")
+    num_test = nonneg_int(num_test, "num_test")
+    if layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}")
+    if np.dtype(dtype).kind != "f":
+        raise TypeError(f"dtype must be a floating-point type, got {np.dtype(dtype)}")
+    x_tr, y_tr, x_te, y_te, classes = load_cifar10_raw(root, download=download, cache=cache)
+    if num_training + num_validation > x_tr.shape[0]:
+        raise ValueError(
+            f"num_training + num_validation = {num_training + num_validation} exceeds the "
+            f"{x_tr.shape[0]} training images"
+        )
+    if num_test > x_te.shape[0]:
+        raise ValueError(f"num_test = {num_test} exceeds the {x_te.shape[0]} test images")
+    splits = {
+        "train": (x_tr[:num_training], y_tr[:num_training]),
+        "val": (x_tr[num_training:num_training + num_validation],
+                y_tr[num_training:num_training + num_validation]),
+        "test": (x_te[:num_test], y_te[:num_test]),
+    }
+    train = splits["train"][0].astype(np.float64) / 255.0
+    mean = train.mean(axis=(0, 1, 2))
+    std = train.std(axis=(0, 1, 2))
+    del train
+    out = {"class_names": tuple(classes), "mean": mean, "std": std}
+    for key, (x, y) in splits.items():
+        x = x.astype(dtype) / dtype(255.0)
+        if normalize:
+            x -= mean.astype(dtype)
+            x /= std.astype(dtype)
+        if layout == "NCHW":
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        out[f"X_{key}"] = x
+        out[f"y_{key}"] = y.astype(np.int64)
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Minibatches
+# ----------------------------------------------------------------------------
+
+
+def iterate_minibatches(X, y=None, batch_size: int = 64, *, shuffle: bool = False,
+                        seed=None, drop_last: bool = False):
+    """Yield minibatches ``(X[idx], y[idx])`` (or ``X[idx]`` when ``y`` is None).
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, ...)
+    y : ndarray, shape (N, ...), optional
+    batch_size : int
+    shuffle : bool
+        Visit the samples in an order drawn from ``np.random.default_rng(seed)``.
+    seed : int or None
+    drop_last : bool
+        Skip a final batch smaller than ``batch_size``.
+    """
+    X = np.asarray(X)
+    batch_size = positive_int(batch_size, "batch_size")
+    if X.ndim == 0:
+        raise ValueError("X must have a first (sample) axis, got a scalar")
+    n = X.shape[0]
+    if y is not None:
+        y = np.asarray(y)
+        if y.ndim == 0 or y.shape[0] != n:
+            raise ValueError(f"X and y must have the same number of samples, got {n} and "
+                             f"{y.shape[0] if y.ndim else 'a scalar'}")
+    order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        idx = order[start:start + batch_size]
+        yield (X[idx], y[idx]) if y is not None else X[idx]

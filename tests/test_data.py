@@ -1,0 +1,384 @@
+import io
+import os
+import pathlib
+import pickle
+import tarfile
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from lab import data
+
+
+# --------------------------------------------------------------------- patches
+
+@pytest.fixture(scope="module")
+def small_patches():
+    return data.load_patches(num_patches=200, cache=False)
+
+
+def test_default_patches_shape_range_and_determinism(small_patches):
+    p = small_patches
+    assert p.data.shape == (200, 3, 16, 16) and p.data.dtype == np.float64
+    assert p.xForm.shape == (768, 768) and p.invXForm.shape == (768, 768)
+    assert 0.0 <= p.data.min() and p.data.max() <= 1.0
+    again = data.load_patches(num_patches=200, cache=False)
+    assert np.array_equal(again.data, p.data)
+    other = data.load_patches(num_patches=200, seed=1, cache=False)
+    assert not np.array_equal(other.data, p.data)
+    np.testing.assert_allclose(p.xForm @ p.invXForm, np.eye(768), atol=1e-9)
+
+
+def test_patches_come_from_the_photographs(small_patches):
+    """Each patch is a real window of one of the bundled photographs."""
+    images = data._photographs()
+    patch = small_patches.data[0].transpose(1, 2, 0)
+    img = images[0]
+    found = any(
+        np.array_equal(img[r:r + 16, c:c + 16], patch)
+        for r in range(img.shape[0] - 15) for c in range(img.shape[1] - 15)
+        if img[r, c, 0] == patch[0, 0, 0]
+    )
+    assert found
+
+
+def test_whitening_decorrelates():
+    p = data.load_patches(num_patches=2000, cache=False)
+    x = p.data.reshape(len(p), -1)
+    xc = x - x.mean(0)
+    sigma = xc.T @ xc / len(xc)
+    # regularised ZCA (epsilon = 0.1): the whitened covariance is Sigma (Sigma + eps I)^-1
+    white_cov = p.xForm @ sigma @ p.xForm.T
+    np.testing.assert_allclose(white_cov, sigma @ np.linalg.inv(sigma + 0.1 * np.eye(768)), atol=1e-9)
+    np.testing.assert_allclose(p.xForm, p.xForm.T, atol=1e-12)  # ZCA matrices are symmetric
+
+
+def test_patch_cache_written_and_reused(tmp_path):
+    first = data.load_patches(num_patches=50)
+    cached = list((tmp_path / "cache").glob("patches-*.h5"))
+    assert len(cached) == 1
+    second = data.load_patches(num_patches=50)
+    assert np.array_equal(first.data, second.data)
+    cached[0].write_bytes(b"damaged")           # a damaged cache is rebuilt
+    third = data.load_patches(num_patches=50)
+    assert np.array_equal(first.data, third.data)
+
+
+def test_hdf5_round_trip_and_bad_files(tmp_path, small_patches):
+    path = tmp_path / "p.h5"
+    data.save_patches(path, small_patches)
+    back = data.load_patches(path)
+    assert np.array_equal(back.data, small_patches.data)
+    assert np.array_equal(back.invXForm, small_patches.invXForm)
+
+    missing = tmp_path / "missing.h5"
+    with h5py.File(missing, "w") as f:
+        f["data"] = small_patches.data
+    with pytest.raises(KeyError, match=r"lacks the dataset\(s\) \['invXForm', 'xForm'\]"):
+        data.load_patches(missing)
+
+    wrong = tmp_path / "wrong.h5"
+    with h5py.File(wrong, "w") as f:
+        f["data"] = np.zeros((5, 16, 16))
+        f["xForm"] = np.eye(768)
+        f["invXForm"] = np.eye(768)
+    with pytest.raises(ValueError, match=r"\(N, 3, P, P\).*got \(5, 16, 16\)"):
+        data.load_patches(wrong)
+
+    wrong_x = tmp_path / "wrong_x.h5"
+    with h5py.File(wrong_x, "w") as f:
+        f["data"] = small_patches.data
+        f["xForm"] = np.eye(10)
+        f["invXForm"] = np.eye(768)
+    with pytest.raises(ValueError, match=r"'xForm' must have shape \(768, 768\)"):
+        data.load_patches(wrong_x)
+
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match="not a readable HDF5 file"):
+        data.load_patches(garbage)
+    with pytest.raises(FileNotFoundError, match="patch file not found"):
+        data.load_patches(tmp_path / "nope.h5")
+
+
+def test_failed_save_leaves_nothing(tmp_path, small_patches, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        data.save_patches(tmp_path / "p.h5", small_patches)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_preprocessing_matches_the_course_definition(small_patches):
+    d = small_patches.data
+    gray = 0.2126 * d[:, 0] + 0.7152 * d[:, 1] + 0.0722 * d[:, 2]
+    np.testing.assert_allclose(data.to_grayscale(d), gray, rtol=1e-12)
+    rows = gray.reshape(len(d), -1)
+    rows = rows - rows.mean(axis=1, keepdims=True)
+    s = 3 * rows.std()
+    expected = (np.clip(rows, -s, s) + s) / (2 * s) * 0.8 + 0.1
+    X = data.preprocess_patches(d)
+    assert X.shape == (200, 256)
+    np.testing.assert_allclose(X, expected, rtol=1e-12)
+    assert X.min() >= 0.1 - 1e-12 and X.max() <= 0.9 + 1e-12
+
+
+def test_preprocessing_bad_input():
+    with pytest.raises(ValueError, match="3 colour channels"):
+        data.to_grayscale(np.zeros((2, 4, 16, 16)))
+    with pytest.raises(ValueError, match="4 dimensions"):
+        data.to_grayscale(np.zeros((3, 16, 16)))
+    with pytest.raises(ValueError, match="NaN"):
+        data.preprocess_patches(np.full((2, 3, 4, 4), np.nan))
+    with pytest.raises(ValueError, match="constant"):
+        data.normalize_patches(np.ones((3, 16, 16)))
+    with pytest.raises(TypeError, match="floating-point"):
+        data.normalize_patches(np.array([["a"]]))
+
+
+def test_sample_patches_bad_input():
+    with pytest.raises(ValueError, match="smaller than patch_size"):
+        data.sample_patches([np.zeros((8, 8, 3))], num_patches=2, patch_size=16)
+    with pytest.raises(ValueError, match="at least one image"):
+        data.sample_patches([], num_patches=2)
+    with pytest.raises(ValueError, match="positive integer"):
+        data.load_patches(num_patches=0)
+
+
+# -------------------------------------------------------------------- CIFAR-10
+
+def fake_images(n, seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, size=n)
+
+
+def write_batch(path, x, y):
+    d = {b"data": x.transpose(0, 3, 1, 2).reshape(len(x), -1), b"labels": [int(v) for v in y]}
+    with open(path, "wb") as f:
+        pickle.dump(d, f, protocol=2)
+
+
+@pytest.fixture
+def official_dir(tmp_path):
+    folder = tmp_path / "data" / "cifar10" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    parts = []
+    for i in range(1, 6):
+        x, y = fake_images(20, i)
+        write_batch(folder / f"data_batch_{i}", x, y)
+        parts.append((x, y))
+    xt, yt = fake_images(10, 9)
+    write_batch(folder / "test_batch", xt, yt)
+    xtr = np.concatenate([p[0] for p in parts])
+    ytr = np.concatenate([p[1] for p in parts])
+    return tmp_path / "data", (xtr, ytr, xt, yt)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    root = tmp_path / "imgs" / "cifar10"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 2)):
+        for c in ("cat", "dog", "ship"):
+            (root / split / c).mkdir(parents=True)
+            for k in range(n):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                    root / split / c / f"{k:04d}.png")
+    return root
+
+
+def snapshot(folder):
+    return sorted((str(p), p.stat().st_mtime_ns) for p in pathlib.Path(folder).rglob("*"))
+
+
+def test_official_batches_from_root(official_dir):
+    root, (xtr, ytr, xt, yt) = official_dir
+    before = snapshot(root)
+    x_tr, y_tr, x_te, y_te, classes = data.load_cifar10_raw(root, download=False)
+    assert np.array_equal(x_tr, xtr) and np.array_equal(y_tr, ytr)
+    assert np.array_equal(x_te, xt) and np.array_equal(y_te, yt)
+    assert classes == data.CIFAR10_CLASSES
+    assert snapshot(root) == before  # nothing written into the data folder
+
+
+def test_official_tar_and_lab_data(official_dir, tmp_path, monkeypatch):
+    root, (xtr, *_ ) = official_dir
+    tar_home = tmp_path / "tarhome" / "cifar10"
+    tar_home.mkdir(parents=True)
+    with tarfile.open(tar_home / data.CIFAR10_ARCHIVE, "w:gz") as tar:
+        tar.add(root / "cifar10" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    monkeypatch.setenv("LAB_DATA", str(tmp_path / "tarhome"))
+    x_tr, *_ = data.load_cifar10_raw(download=False)
+    assert np.array_equal(x_tr, xtr)
+
+
+def test_split_normalisation_and_layouts(official_dir):
+    root, (xtr, ytr, xt, yt) = official_dir
+    d = data.load_cifar10(root, num_training=80, num_validation=20, num_test=10, download=False)
+    assert d["X_train"].shape == (80, 3, 32, 32) and d["X_train"].dtype == np.float32
+    assert d["X_val"].shape == (20, 3, 32, 32) and d["X_test"].shape == (10, 3, 32, 32)
+    np.testing.assert_array_equal(d["y_val"], ytr[80:100])
+    mean = d["X_train"].astype(np.float64).mean(axis=(0, 2, 3))
+    std = d["X_train"].astype(np.float64).std(axis=(0, 2, 3))
+    np.testing.assert_allclose(mean, 0.0, atol=1e-5)
+    np.testing.assert_allclose(std, 1.0, atol=1e-5)
+    expected = (xtr[:80] / 255.0 - d["mean"]) / d["std"]
+    np.testing.assert_allclose(d["X_train"].transpose(0, 2, 3, 1), expected, atol=1e-5)
+    h = data.load_cifar10(root, num_training=80, num_validation=20, num_test=10, layout="NHWC",
+                          dtype=np.float64, normalize=False, download=False)
+    assert h["X_train"].shape == (80, 32, 32, 3) and h["X_train"].dtype == np.float64
+    np.testing.assert_allclose(h["X_test"], xt / 255.0)
+
+
+def test_cifar_argument_errors(official_dir):
+    root, _ = official_dir
+    with pytest.raises(ValueError, match="exceeds the 100 training images"):
+        data.load_cifar10(root, num_training=90, num_validation=20, num_test=10, download=False)
+    with pytest.raises(ValueError, match="num_test = 11 exceeds"):
+        data.load_cifar10(root, num_training=10, num_validation=0, num_test=11, download=False)
+    with pytest.raises(ValueError, match="layout must be"):
+        data.load_cifar10(root, layout="CHW", num_test=10, download=False)
+    with pytest.raises(TypeError, match="floating-point"):
+        data.load_cifar10(root, dtype=np.int32, num_test=10, download=False)
+
+
+def test_restricted_unpickler_refuses_code(official_dir):
+    root, _ = official_dir
+    batch = root / "cifar10" / "cifar-10-batches-py" / "data_batch_1"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    batch.write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}))
+    with pytest.raises(data.UnsafePickleError, match="refusing to load posix.system|refusing to load nt.system"):
+        data.load_cifar10_raw(root, download=False, cache=False)
+
+
+def test_corrupt_batch(official_dir):
+    root, _ = official_dir
+    (root / "cifar10" / "cifar-10-batches-py" / "test_batch").write_bytes(b"\x80\x02garbage")
+    with pytest.raises(ValueError, match="not a readable CIFAR-10 batch"):
+        data.load_cifar10_raw(root, download=False)
+
+
+def test_image_folder(image_folder, tmp_path):
+    before = snapshot(image_folder)
+    x_tr, y_tr, x_te, y_te, classes = data.load_cifar10_raw(image_folder.parent, download=False)
+    assert classes == ("cat", "dog", "ship")
+    assert x_tr.shape == (18, 32, 32, 3) and x_te.shape == (6, 32, 32, 3)
+    assert sorted(np.bincount(y_tr).tolist()) == [6, 6, 6]
+    # the fixed permutation mixes the classes; images still match their labels
+    k = int(np.flatnonzero(y_tr == 1)[0])
+    matches = [np.array_equal(x_tr[k], np.asarray(Image.open(p)))
+               for p in sorted((image_folder / "train" / "dog").iterdir())]
+    assert any(matches)
+    assert snapshot(image_folder) == before
+    assert list((tmp_path / "cache").glob("cifar10-decoded-*.npz"))
+
+
+def test_decoded_cache_is_reused(image_folder, monkeypatch):
+    first = data.load_cifar10_raw(image_folder, download=False)
+
+    def fail(*a, **k):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(data, "_read_image_folder", fail)
+    second = data.load_cifar10_raw(image_folder, download=False)
+    assert np.array_equal(first[0], second[0])
+
+
+def test_empty_and_corrupt_image_folders(image_folder):
+    for f in (image_folder / "test" / "ship").iterdir():
+        f.unlink()
+    with pytest.raises(ValueError, match="holds no images"):
+        data.load_cifar10_raw(image_folder, download=False)
+    (image_folder / "test" / "ship" / "0000.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"cannot decode image .*0000\.png"):
+        data.load_cifar10_raw(image_folder, download=False)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image_folder / "test" / "ship" / "0000.png")
+    with pytest.raises(ValueError, match="expected 32x32"):
+        data.load_cifar10_raw(image_folder, download=False)
+    assert not list(pathlib.Path(os.environ["LAB_CACHE"]).glob("*.npz"))  # no half cache
+
+
+def test_no_class_folders(tmp_path):
+    (tmp_path / "c" / "train").mkdir(parents=True)
+    (tmp_path / "c" / "test").mkdir()
+    with pytest.raises(ValueError, match="no class folders"):
+        data.load_cifar10_raw(tmp_path / "c", download=False)
+
+
+def test_missing_data_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError) as info:
+        data.load_cifar10_raw(download=False)
+    msg = str(info.value)
+    assert "$LAB_DATA" in msg and "user cache" in msg and data.CIFAR10_URL in msg
+    with pytest.raises(FileNotFoundError, match="not found in the given root"):
+        data.load_cifar10_raw(tmp_path / "empty", download=False)
+
+
+def test_download_failure_is_reported(tmp_path, monkeypatch):
+    def offline(url, output_file, pooch):
+        raise ConnectionError("network unreachable")
+
+    monkeypatch.delenv("LAB_DATA", raising=False)
+    monkeypatch.setattr(data, "_DOWNLOADER", offline)
+    with pytest.raises(FileNotFoundError, match="download of .* failed .*network unreachable"):
+        data.load_cifar10_raw()
+
+
+def test_checksum_mismatch_leaves_nothing(tmp_path, monkeypatch):
+    def tampered(url, output_file, pooch):
+        with open(output_file, "wb") as f:
+            f.write(b"this is not the CIFAR-10 archive")
+
+    monkeypatch.delenv("LAB_DATA", raising=False)
+    monkeypatch.setattr(data, "_DOWNLOADER", tampered)
+    with pytest.raises(ValueError, match="failed its checksum"):
+        data.load_cifar10_raw()
+    leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert leftovers == []
+
+
+@pytest.mark.real_cache
+def test_real_cifar10_splits():
+    """The real data set, from wherever the loader finds it (LAB_DATA in CI)."""
+    d = data.load_cifar10()
+    assert d["X_train"].shape == (49000, 3, 32, 32)
+    assert d["X_val"].shape == (1000, 3, 32, 32)
+    assert d["X_test"].shape == (10000, 3, 32, 32)
+    assert d["class_names"] == data.CIFAR10_CLASSES
+    assert np.bincount(d["y_test"], minlength=10).tolist() == [1000] * 10
+    counts = np.bincount(d["y_val"], minlength=10)
+    assert counts.min() > 60  # every class is represented in validation
+    assert 0.4 < d["mean"].mean() < 0.55 and 0.2 < d["std"].mean() < 0.3
+
+
+# ----------------------------------------------------------------- minibatches
+
+def test_minibatches_cover_everything_once():
+    X = np.arange(23)[:, None] * np.ones((1, 2))
+    y = np.arange(23)
+    seen = [yb for _, yb in data.iterate_minibatches(X, y, 5, shuffle=True, seed=3)]
+    assert [len(b) for b in seen] == [5, 5, 5, 5, 3]
+    assert sorted(np.concatenate(seen).tolist()) == list(range(23))
+    again = [yb for _, yb in data.iterate_minibatches(X, y, 5, shuffle=True, seed=3)]
+    assert all(np.array_equal(a, b) for a, b in zip(seen, again))
+    plain = list(data.iterate_minibatches(X, y, 5, drop_last=True))
+    assert len(plain) == 4 and np.array_equal(plain[0][1], np.arange(5))
+    for xb, yb in data.iterate_minibatches(X, y, 7, shuffle=True, seed=0):
+        assert np.array_equal(xb[:, 0], yb)
+    assert len(list(data.iterate_minibatches(X, batch_size=10))) == 3
+
+
+def test_minibatches_bad_input():
+    with pytest.raises(ValueError, match="same number of samples"):
+        next(data.iterate_minibatches(np.zeros((4, 2)), np.zeros(3), 2))
+    with pytest.raises(ValueError, match="positive integer"):
+        next(data.iterate_minibatches(np.zeros((4, 2)), np.zeros(4), 0))
