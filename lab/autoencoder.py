@@ -1,0 +1,688 @@
+"""The sparse autoencoder in NumPy: weights, forward pass, cost and gradient,
+and three ways to train it.
+
+A single hidden layer of sigmoid units learns to reproduce its input at a
+layer of sigmoid outputs. For ``N`` samples ``x(m)`` (rows of ``data``, shape
+``(N, L_in)``) the network computes
+
+    a(m) = sigmoid(x(m) W1 + b1)        hidden, shape (L_hid,)
+    o(m) = sigmoid(a(m) W2 + b2)        output, shape (L_out,) with L_out = L_in
+
+and the cost is
+
+    J = 1/(2N) sum_m ||x(m) - o(m)||^2
+        + lambda/2 (sum W1^2 + sum W2^2)                (biases not decayed)
+        + beta sum_b KL(rho || rho_hat_b)
+
+where ``rho_hat_b`` is hidden unit ``b``'s mean activation over the ``N``
+samples and ``KL(p || q) = p log(p/q) + (1-p) log((1-p)/(1-q))``.
+
+Conventions
+-----------
+* ``We = (W1, W2, b1, b2)`` with ``W1`` of shape ``(L_in, L_hid)``, ``W2`` of
+  shape ``(L_hid, L_out)``, ``b1`` of shape ``(L_hid,)``, ``b2`` of shape
+  ``(L_out,)``: samples are rows, so a layer is ``x @ W + b``.
+* ``params = (L_in, L_hid, lambda, beta, rho)``, a plain tuple or an
+  :class:`AEParams`.
+* Computation runs in the floating dtype shared by ``We`` and ``data``
+  (float32 or float64; mixed inputs are promoted by NumPy's rules), and the
+  gradient comes back in that dtype.
+* ``pack``/``unpack`` convert ``We`` to and from one flat vector ``theta``
+  (``W1``, ``W2``, ``b1``, ``b2``, each raveled in C order), the form
+  ``scipy.optimize`` and ``lab.gradient_check`` work with.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from lab._validate import as_float_array, finite_float, nonneg_int, positive_int
+
+__all__ = [
+    "AEParams", "init_weights", "sigmoid", "forward", "reconstruct", "ae_cost",
+    "pack", "unpack", "train_gd", "train_lbfgs", "train_adam",
+]
+
+
+class AEParams(NamedTuple):
+    """Hyperparameters of the sparse autoencoder.
+
+    Attributes
+    ----------
+    L_in : int
+        Number of inputs (and of outputs: the targets are the inputs).
+    L_hid : int
+        Number of hidden units.
+    lam : float
+        Weight decay ``lambda >= 0``.
+    beta : float
+        Weight of the sparsity penalty, ``>= 0``.
+    rho : float
+        Target mean activation of a hidden unit, in ``(0, 1)``.
+    """
+
+    L_in: int
+    L_hid: int
+    lam: float
+    beta: float
+    rho: float
+
+
+# --------------------------------------------------------------------------- #
+# validation helpers
+# --------------------------------------------------------------------------- #
+
+def _check_params(params) -> AEParams:
+    if isinstance(params, dict) or isinstance(params, (str, bytes)):
+        raise TypeError("params must be a tuple (L_in, L_hid, lambda, beta, rho) or an AEParams, "
+                        f"got {type(params).__name__}")
+    try:
+        fields = tuple(params)
+    except TypeError:
+        raise TypeError("params must be a tuple (L_in, L_hid, lambda, beta, rho) or an AEParams, "
+                        f"got {type(params).__name__}") from None
+    if len(fields) != 5:
+        raise ValueError("params must have 5 entries (L_in, L_hid, lambda, beta, rho), "
+                         f"got {len(fields)}: {fields!r}")
+    L_in, L_hid, lam, beta, rho = fields
+    return AEParams(
+        positive_int(L_in, "params.L_in"),
+        positive_int(L_hid, "params.L_hid"),
+        finite_float(lam, "params.lambda", low=0.0),
+        finite_float(beta, "params.beta", low=0.0),
+        finite_float(rho, "params.rho", low=0.0, high=1.0, low_open=True, high_open=True),
+    )
+
+
+_WE_NAMES = ("W1", "W2", "b1", "b2")
+_WE_NDIM = (2, 2, 1, 1)
+
+
+def _check_we(We, L_in=None, L_hid=None, L_out=None):
+    """Check the structure and shapes of ``We``; return a tuple of 4 float arrays."""
+    if isinstance(We, np.ndarray) or not isinstance(We, (tuple, list)):
+        raise TypeError("We must be a tuple (W1, W2, b1, b2) of arrays, "
+                        f"got {type(We).__name__}")
+    if len(We) != 4:
+        raise ValueError(f"We must have 4 entries (W1, W2, b1, b2), got {len(We)}")
+    arrs = []
+    for w, name, nd in zip(We, _WE_NAMES, _WE_NDIM):
+        if not isinstance(w, np.ndarray):
+            w = np.asarray(w)
+        if w.dtype.kind in "iu":
+            w = w.astype(np.float64)
+        elif w.dtype.kind != "f":
+            raise TypeError(f"We {name} must hold real floating-point numbers, got dtype {w.dtype}")
+        if w.ndim != nd:
+            raise ValueError(f"We {name} must have {nd} dimension(s), got shape {w.shape}")
+        arrs.append(w)
+    W1, W2, b1, b2 = arrs
+    L_in = W1.shape[0] if L_in is None else L_in
+    L_hid = W1.shape[1] if L_hid is None else L_hid
+    L_out = W2.shape[1] if L_out is None else L_out
+    want = {"W1": (L_in, L_hid), "W2": (L_hid, L_out), "b1": (L_hid,), "b2": (L_out,)}
+    for w, name in zip(arrs, _WE_NAMES):
+        if w.shape != want[name]:
+            raise ValueError(
+                f"We {name} must have shape {want[name]} (L_in={L_in}, L_hid={L_hid}, "
+                f"L_out={L_out}), got {w.shape}")
+    return W1, W2, b1, b2
+
+
+def _check_data(data, L_in, check_finite=True):
+    if check_finite:
+        x = as_float_array(data, "data", ndim=2)
+    else:
+        x = data if isinstance(data, np.ndarray) else np.asarray(data)
+        if x.dtype.kind in "iu":
+            x = x.astype(np.float64)
+        elif x.dtype.kind != "f":
+            raise TypeError(f"data must hold real floating-point numbers, got dtype {x.dtype}")
+        if x.ndim != 2:
+            raise ValueError(f"data must have 2 dimensions (N, L_in), got shape {x.shape}")
+    if x.shape[1] != L_in:
+        raise ValueError(f"data must have shape (N, {L_in}) to match L_in={L_in}, got {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"data must hold at least one sample, got shape {x.shape}")
+    return x
+
+
+def _common_dtype(*arrays):
+    dt = np.result_type(*arrays)
+    if dt not in (np.float32, np.float64):
+        dt = np.dtype(np.float64)
+    return np.dtype(dt)
+
+
+def _cast(arrays, dt):
+    return tuple(np.ascontiguousarray(a, dtype=dt) for a in arrays)
+
+
+# --------------------------------------------------------------------------- #
+# weights, sigmoid, forward pass
+# --------------------------------------------------------------------------- #
+
+def init_weights(L_in, L_hid, L_out=None, seed=0, dtype=np.float64):
+    """Random initial weights, uniform in ``[-w0, w0]`` per layer.
+
+    ``w0 = sqrt(6 / (L_pre + L_post))`` with ``L_pre``/``L_post`` the sizes of
+    the layer's input and output; a layer's bias uses its layer's ``w0``.
+
+    Parameters
+    ----------
+    L_in, L_hid : int
+        Input and hidden layer sizes.
+    L_out : int, optional
+        Output size; defaults to ``L_in`` (an autoencoder).
+    seed : int
+        Seed for ``np.random.default_rng``.
+    dtype : float32 or float64
+
+    Returns
+    -------
+    We : tuple
+        ``W1`` (L_in, L_hid), ``W2`` (L_hid, L_out), ``b1`` (L_hid,), ``b2`` (L_out,).
+    """
+    L_in = positive_int(L_in, "L_in")
+    L_hid = positive_int(L_hid, "L_hid")
+    L_out = L_in if L_out is None else positive_int(L_out, "L_out")
+    seed = nonneg_int(seed, "seed")
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    rng = np.random.default_rng(seed)
+    w01 = math.sqrt(6.0 / (L_in + L_hid))
+    w02 = math.sqrt(6.0 / (L_hid + L_out))
+    W1 = rng.uniform(-w01, w01, size=(L_in, L_hid))
+    W2 = rng.uniform(-w02, w02, size=(L_hid, L_out))
+    b1 = rng.uniform(-w01, w01, size=L_hid)
+    b2 = rng.uniform(-w02, w02, size=L_out)
+    return tuple(a.astype(dt) for a in (W1, W2, b1, b2))
+
+
+def _sigmoid_of_neg_(t):
+    """Overwrite ``t`` with ``sigmoid(-t) = 1 / (1 + exp(t))``; return it.
+
+    ``exp(t)`` overflows to ``inf`` for large ``t`` (above ~709 in float64,
+    ~88 in float32), and ``1 / (1 + inf) = 0`` is then the correctly rounded
+    limit, so the overflow is harmless and its warning is silenced. Nothing
+    else can go wrong: for very negative ``t``, ``exp(t)`` underflows to 0
+    and the result is 1. Four in-place passes, no temporaries.
+    """
+    with np.errstate(over="ignore"):
+        np.exp(t, out=t)
+    t += 1.0
+    np.reciprocal(t, out=t)
+    return t
+
+
+def sigmoid(z):
+    """Logistic function ``1 / (1 + exp(-z))``, stable for any ``z``.
+
+    Parameters
+    ----------
+    z : ndarray of float, any shape
+
+    Returns
+    -------
+    ndarray, same shape and dtype as ``z`` (a new array), values in ``[0, 1]``.
+    """
+    z = np.asarray(z)
+    if z.dtype.kind != "f":
+        z = z.astype(np.float64)
+    return _sigmoid_of_neg_(np.negative(z))
+
+
+def _layer(x, W, b):
+    """``sigmoid(x @ W + b)`` as a new array, computed as sigmoid(-(x @ -W - b))."""
+    t = x @ np.negative(W)
+    t -= b
+    return _sigmoid_of_neg_(t)
+
+
+def forward(We, data):
+    """Forward pass.
+
+    Parameters
+    ----------
+    We : tuple (W1, W2, b1, b2)
+        ``W1`` (L_in, L_hid), ``W2`` (L_hid, L_out), ``b1`` (L_hid,), ``b2`` (L_out,).
+    data : ndarray, shape (N, L_in)
+
+    Returns
+    -------
+    hidden : ndarray, shape (N, L_hid)
+        Hidden activations ``sigmoid(data @ W1 + b1)``.
+    output : ndarray, shape (N, L_out)
+        Outputs ``sigmoid(hidden @ W2 + b2)``.
+    """
+    W1, W2, b1, b2 = _check_we(We)
+    x = _check_data(data, W1.shape[0])
+    for w, name in zip((W1, W2, b1, b2), _WE_NAMES):
+        if not np.all(np.isfinite(w)):
+            raise ValueError(f"We {name} contains NaN or inf")
+    dt = _common_dtype(W1, W2, b1, b2, x)
+    W1, W2, b1, b2, x = _cast((W1, W2, b1, b2, x), dt)
+    hidden = _layer(x, W1, b1)
+    output = _layer(hidden, W2, b2)
+    return hidden, output
+
+
+def reconstruct(We, data):
+    """The network's reconstruction of ``data``.
+
+    Parameters
+    ----------
+    We : tuple (W1, W2, b1, b2)
+    data : ndarray, shape (N, L_in)
+
+    Returns
+    -------
+    output : ndarray, shape (N, L_out)
+    """
+    return forward(We, data)[1]
+
+
+# --------------------------------------------------------------------------- #
+# cost and gradient
+# --------------------------------------------------------------------------- #
+
+def _rho_hat_bounds(dt):
+    """Where rho_hat is clipped: ``[eps, 1 - eps]`` with eps the dtype's epsilon."""
+    eps = float(np.finfo(dt).eps)
+    return eps, 1.0 - eps
+
+
+def _cost(W1, W2, b1, b2, x, p: AEParams):
+    """Cost and gradient on validated, contiguous arrays of one dtype.
+
+    Works in place on freshly allocated arrays only; the inputs are not
+    modified. Returns ``(J, (dW1, dW2, db1, db2))`` with ``J`` a Python float.
+    """
+    dt = x.dtype
+    N = x.shape[0]
+    inv_n = 1.0 / N
+
+    # forward: a = sigmoid(x W1 + b1), o = sigmoid(a W2 + b2)
+    a = _layer(x, W1, b1)                      # (N, L_hid)
+    o = _layer(a, W2, b2)                      # (N, L_out)
+
+    # data term: 1/(2N) ||o - x||^2
+    d = np.subtract(o, x)                      # (N, L_out), the only new big array
+    J = 0.5 * inv_n * float(np.vdot(d, d))
+
+    # weight decay (biases excluded)
+    if p.lam:
+        J += 0.5 * p.lam * (float(np.vdot(W1, W1)) + float(np.vdot(W2, W2)))
+
+    # sparsity: rho_hat over the samples, clipped into [eps, 1 - eps];
+    # where the clip is active, J does not depend on rho_hat, so its
+    # gradient there is zero -- J and the gradient stay consistent.
+    ones = np.ones(N, dtype=dt)
+    if p.beta:
+        rh = (ones @ a).astype(np.float64) * inv_n          # (L_hid,)
+        lo, hi = _rho_hat_bounds(dt)
+        inside = (rh > lo) & (rh < hi)
+        rh = np.clip(rh, lo, hi)
+        rho = p.rho
+        kl = rho * np.log(rho / rh) + (1.0 - rho) * np.log((1.0 - rho) / (1.0 - rh))
+        J += p.beta * float(np.sum(kl))
+        # d/da_mb [beta sum_b KL] = beta/N (-rho/rh_b + (1-rho)/(1-rh_b))
+        sparse = (p.beta * inv_n) * (-rho / rh + (1.0 - rho) / (1.0 - rh))
+        sparse[~inside] = 0.0
+        sparse = sparse.astype(dt)
+    else:
+        sparse = None
+
+    # output layer: N * delta3 = (o - x) * o * (1 - o), built in place in d
+    d *= o
+    np.subtract(1.0, o, out=o)
+    d *= o
+    del o
+    dW2 = a.T @ d                              # (L_hid, L_out), still times N
+    dW2 *= inv_n
+    db2 = ones @ d
+    db2 *= inv_n
+
+    # hidden layer: delta2 = (delta3 W2^T + sparse) * a * (1 - a)
+    W2t_n = W2.T * dt.type(inv_n)              # small: folds the 1/N in
+    g = d @ W2t_n                              # (N, L_hid)
+    del d
+    if sparse is not None:
+        g += sparse
+    g *= a
+    np.subtract(1.0, a, out=a)
+    g *= a
+    del a
+    dW1 = x.T @ g                              # (L_in, L_hid)
+    db1 = ones @ g
+
+    if p.lam:
+        lam = dt.type(p.lam)
+        dW1 += lam * W1
+        dW2 += lam * W2
+    return J, (dW1, dW2, db1, db2)
+
+
+def _check_finite_we(arrays):
+    for w, name in zip(arrays, _WE_NAMES):
+        if not np.all(np.isfinite(w)):
+            raise ValueError(f"We {name} contains NaN or inf")
+
+
+def _diagnose_nonfinite(J, arrays):
+    """Raise a ValueError that says why the cost came out NaN or inf."""
+    _check_finite_we(arrays[:4])
+    if not np.all(np.isfinite(arrays[4])):
+        raise ValueError("data contains NaN or inf")
+    raise ValueError(
+        f"the cost or its gradient overflowed (J = {J}) with finite inputs; the weights or data "
+        "are far too large for this dtype")
+
+
+def _prepare(We, data, params, check_finite=False):
+    p = _check_params(params)
+    W1, W2, b1, b2 = _check_we(We, p.L_in, p.L_hid, p.L_in)
+    _check_finite_we((W1, W2, b1, b2))           # small arrays: cheap
+    x = _check_data(data, p.L_in, check_finite=check_finite)
+    dt = _common_dtype(W1, W2, b1, b2, x)
+    return _cast((W1, W2, b1, b2, x), dt), p
+
+
+def _checked_cost(W, x, p):
+    """``_cost`` plus the after-the-fact finiteness check of the inputs."""
+    with np.errstate(all="ignore"):    # non-finite results are diagnosed below
+        J, grads = _cost(*W, x, p)
+    if not (math.isfinite(J) and all(np.all(np.isfinite(g)) for g in grads)):
+        _diagnose_nonfinite(J, (*W, x))
+    return J, grads
+
+
+def ae_cost(We, data, params):
+    """Sparse autoencoder cost ``J`` and its gradient.
+
+    Parameters
+    ----------
+    We : tuple (W1, W2, b1, b2)
+        ``W1`` (L_in, L_hid), ``W2`` (L_hid, L_in), ``b1`` (L_hid,), ``b2`` (L_in,).
+    data : ndarray, shape (N, L_in)
+        One sample per row; the targets are the inputs.
+    params : tuple (L_in, L_hid, lambda, beta, rho) or AEParams
+
+    Returns
+    -------
+    J : float (NumPy scalar of the computation dtype)
+        ``1/(2N) sum ||x - o||^2 + lambda/2 (|W1|^2 + |W2|^2) + beta sum KL(rho||rho_hat)``.
+    dWe : tuple (dW1, dW2, db1, db2)
+        Gradient of ``J``, same shapes as ``We``, computation dtype.
+
+    Notes
+    -----
+    ``rho_hat`` is clipped into ``[eps, 1 - eps]`` (``eps`` the dtype's machine
+    epsilon) before the logarithms, and the gradient of the sparsity term is
+    zero for a unit whose ``rho_hat`` lies outside that interval -- the exact
+    derivative of the clipped cost -- so saturated units give finite ``J`` and
+    gradients.
+
+    ``We`` is checked for NaN and inf up front. ``data``, which can be large,
+    is checked after the computation: NaN or inf in it always makes ``J``
+    non-finite, and only then is ``data`` inspected, so the check costs
+    nothing per call.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Malformed ``params`` (``rho`` outside ``(0, 1)``, negative ``lambda``
+        or ``beta``), shapes inconsistent with ``params``, non-float arrays,
+        NaN or inf in the inputs.
+    """
+    arrays, p = _prepare(We, data, params)
+    J, grads = _checked_cost(arrays[:4], arrays[4], p)
+    return arrays[4].dtype.type(J), grads
+
+
+# --------------------------------------------------------------------------- #
+# flat parameter vector
+# --------------------------------------------------------------------------- #
+
+def pack(We):
+    """Concatenate ``We = (W1, W2, b1, b2)`` into one flat vector.
+
+    Returns
+    -------
+    theta : ndarray, shape (L_in*L_hid + L_hid*L_out + L_hid + L_out,)
+        ``W1``, ``W2``, ``b1``, ``b2``, each raveled in C order.
+    """
+    W1, W2, b1, b2 = _check_we(We)
+    dt = _common_dtype(W1, W2, b1, b2)
+    return np.concatenate([np.ravel(w).astype(dt, copy=False) for w in (W1, W2, b1, b2)])
+
+
+def unpack(theta, L_in, L_hid, L_out=None):
+    """Split a flat vector back into ``We = (W1, W2, b1, b2)``.
+
+    Parameters
+    ----------
+    theta : ndarray, shape (L_in*L_hid + L_hid*L_out + L_hid + L_out,)
+    L_in, L_hid : int
+    L_out : int, optional
+        Defaults to ``L_in``.
+
+    Returns
+    -------
+    We : tuple of views into ``theta``
+        ``W1`` (L_in, L_hid), ``W2`` (L_hid, L_out), ``b1`` (L_hid,), ``b2`` (L_out,).
+    """
+    L_in = positive_int(L_in, "L_in")
+    L_hid = positive_int(L_hid, "L_hid")
+    L_out = L_in if L_out is None else positive_int(L_out, "L_out")
+    theta = np.asarray(theta)
+    if theta.dtype.kind != "f":
+        raise TypeError(f"theta must hold floating-point numbers, got dtype {theta.dtype}")
+    n = L_in * L_hid + L_hid * L_out + L_hid + L_out
+    if theta.ndim != 1 or theta.size != n:
+        raise ValueError(f"theta must have shape ({n},) for L_in={L_in}, L_hid={L_hid}, "
+                         f"L_out={L_out}, got {theta.shape}")
+    i1 = L_in * L_hid
+    i2 = i1 + L_hid * L_out
+    i3 = i2 + L_hid
+    return (theta[:i1].reshape(L_in, L_hid), theta[i1:i2].reshape(L_hid, L_out),
+            theta[i2:i3], theta[i3:])
+
+
+# --------------------------------------------------------------------------- #
+# trainers
+# --------------------------------------------------------------------------- #
+
+def _report(verbose, print_every, i, num_iters, J):
+    if verbose and (i % print_every == 0 or i == num_iters - 1):
+        print(f"iteration {i:6d}   J = {J:.8f}")
+
+
+def _train_setup(We, data, params):
+    (W1, W2, b1, b2, x), p = _prepare(We, data, params, check_finite=True)
+    # fresh copies: the trainers update these in place, never the caller's
+    return [w.copy() for w in (W1, W2, b1, b2)], x, p
+
+
+def train_gd(We, data, params, lr, num_iters, verbose=False, print_every=100):
+    """Full-batch gradient descent, ``We <- We - lr * dJ/dWe``.
+
+    Parameters
+    ----------
+    We : tuple (W1, W2, b1, b2)
+        Initial weights (not modified).
+    data : ndarray, shape (N, L_in)
+    params : tuple (L_in, L_hid, lambda, beta, rho) or AEParams
+    lr : float
+        Step size, > 0.
+    num_iters : int
+        Number of steps.
+    verbose : bool
+        Print ``J`` every ``print_every`` steps.
+
+    Returns
+    -------
+    We : tuple (W1, W2, b1, b2)
+        Weights after ``num_iters`` steps.
+    history : ndarray, shape (num_iters,)
+        ``history[i]`` is ``J`` at the start of step ``i``.
+    """
+    lr = finite_float(lr, "lr", low=0.0, low_open=True)
+    num_iters = nonneg_int(num_iters, "num_iters")
+    print_every = positive_int(print_every, "print_every")
+    W, x, p = _train_setup(We, data, params)
+    lr_t = x.dtype.type(lr)
+    history = np.empty(num_iters)
+    for i in range(num_iters):
+        J, grads = _checked_cost(W, x, p)
+        history[i] = J
+        _report(verbose, print_every, i, num_iters, J)
+        for w, g in zip(W, grads):
+            g *= lr_t
+            w -= g
+    return tuple(W), history
+
+
+def train_lbfgs(We, data, params, maxiter=400, verbose=False, tol=None, options=None,
+                return_result=False):
+    """Minimise ``J`` with L-BFGS (``scipy.optimize.minimize``, ``L-BFGS-B``), in float64.
+
+    This is the counterpart of the course's ``minFunc`` L-BFGS run.
+
+    Parameters
+    ----------
+    We : tuple (W1, W2, b1, b2)
+        Initial weights (not modified).
+    data : ndarray, shape (N, L_in)
+    params : tuple (L_in, L_hid, lambda, beta, rho) or AEParams
+    maxiter : int
+        Maximum number of L-BFGS iterations.
+    verbose : bool
+        Print ``J`` after every iteration.
+    tol : float, optional
+        Passed to ``scipy.optimize.minimize``.
+    options : dict, optional
+        Extra L-BFGS-B options (``maxiter`` is set from the argument).
+    return_result : bool
+        Also return scipy's ``OptimizeResult``.
+
+    Returns
+    -------
+    We : tuple (W1, W2, b1, b2)
+        Optimised weights, in the computation dtype of ``We`` and ``data``
+        (the optimisation itself runs in float64).
+    history : ndarray, shape (n_iterations + 1,)
+        ``J`` at the initial point, then after each iteration.
+    result : OptimizeResult
+        Only if ``return_result``.
+    """
+    from scipy.optimize import minimize
+
+    maxiter = positive_int(maxiter, "maxiter")
+    W, x, p = _train_setup(We, data, params)
+    out_dtype = W[0].dtype
+    x64 = x.astype(np.float64, copy=False)
+    theta0 = pack(tuple(W)).astype(np.float64)
+    L_in, L_hid = p.L_in, p.L_hid
+
+    history = []
+
+    def fun(theta):
+        J, grads = _checked_cost(unpack(theta, L_in, L_hid), x64, p)
+        if not history:
+            history.append(J)
+        return J, np.concatenate([g.ravel() for g in grads])
+
+    def callback(intermediate_result):
+        history.append(float(intermediate_result.fun))
+        if verbose:
+            print(f"iteration {len(history) - 1:6d}   J = {history[-1]:.8f}")
+
+    opts = dict(options or {})
+    opts["maxiter"] = maxiter
+    res = minimize(fun, theta0, jac=True, method="L-BFGS-B", tol=tol, options=opts,
+                   callback=callback)
+    We_out = tuple(w.astype(out_dtype) for w in unpack(res.x, L_in, L_hid))
+    history = np.asarray(history)
+    if return_result:
+        return We_out, history, res
+    return We_out, history
+
+
+def train_adam(We, data, params, lr=1e-2, num_iters=500, batch_size=None, beta1=0.9,
+               beta2=0.999, eps=1e-8, seed=0, verbose=False, print_every=100):
+    """Adam on full batches or on shuffled minibatches.
+
+    With minibatches, ``rho_hat`` (and so the sparsity penalty) is computed on
+    each minibatch: a stochastic estimate of the full-batch cost.
+
+    Parameters
+    ----------
+    We : tuple (W1, W2, b1, b2)
+        Initial weights (not modified).
+    data : ndarray, shape (N, L_in)
+    params : tuple (L_in, L_hid, lambda, beta, rho) or AEParams
+    lr : float
+        Step size, > 0.
+    num_iters : int
+        Number of updates.
+    batch_size : int, optional
+        Samples per update, at most N; ``None`` uses all N every step.
+        Minibatches run through a fresh random permutation each epoch.
+    beta1, beta2, eps : float
+        Adam's moment decay rates and denominator offset.
+    seed : int
+        Seed of the minibatch shuffling.
+    verbose : bool
+        Print the loss every ``print_every`` updates.
+
+    Returns
+    -------
+    We : tuple (W1, W2, b1, b2)
+    history : ndarray, shape (num_iters,)
+        Loss of the batch used at each update, before the update.
+    """
+    lr = finite_float(lr, "lr", low=0.0, low_open=True)
+    num_iters = nonneg_int(num_iters, "num_iters")
+    beta1 = finite_float(beta1, "beta1", low=0.0, high=1.0, high_open=True)
+    beta2 = finite_float(beta2, "beta2", low=0.0, high=1.0, high_open=True)
+    eps = finite_float(eps, "eps", low=0.0, low_open=True)
+    seed = nonneg_int(seed, "seed")
+    print_every = positive_int(print_every, "print_every")
+    W, x, p = _train_setup(We, data, params)
+    N = x.shape[0]
+    if batch_size is not None:
+        batch_size = positive_int(batch_size, "batch_size")
+        if batch_size > N:
+            raise ValueError(f"batch_size must be at most N={N}, got {batch_size}")
+        if batch_size == N:
+            batch_size = None
+    rng = np.random.default_rng(seed)
+    m = [np.zeros_like(w) for w in W]
+    v = [np.zeros_like(w) for w in W]
+    history = np.empty(num_iters)
+    order, pos = None, N
+    for i in range(num_iters):
+        if batch_size is None:
+            xb = x
+        else:
+            if pos + batch_size > N:
+                order, pos = rng.permutation(N), 0
+            xb = x[order[pos:pos + batch_size]]
+            pos += batch_size
+        J, grads = _checked_cost(W, xb, p)
+        history[i] = J
+        _report(verbose, print_every, i, num_iters, J)
+        t = i + 1
+        c1 = 1.0 - beta1 ** t                  # bias corrections
+        c2 = 1.0 - beta2 ** t
+        for w, g, mi, vi in zip(W, grads, m, v):
+            mi *= beta1
+            mi += (1.0 - beta1) * g
+            vi *= beta2
+            vi += (1.0 - beta2) * (g * g)
+            w -= lr * (mi / c1) / (np.sqrt(vi / c2) + eps)
+    return tuple(W), history
