@@ -118,7 +118,13 @@ class Patches:
 
 
 def _photographs():
-    import skimage.data as skd
+    import warnings
+
+    with warnings.catch_warnings():
+        # scikit-image's data module imports pooch, which imports tqdm.auto; in a
+        # notebook without ipywidgets that import warns on stderr.
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import skimage.data as skd
 
     out = []
     for name in PATCH_PHOTOGRAPHS:
