@@ -260,9 +260,7 @@ def forward(We, data):
     """
     W1, W2, b1, b2 = _check_we(We)
     x = _check_data(data, W1.shape[0])
-    for w, name in zip((W1, W2, b1, b2), _WE_NAMES):
-        if not np.all(np.isfinite(w)):
-            raise ValueError(f"We {name} contains NaN or inf")
+    _check_finite_we((W1, W2, b1, b2))
     dt = _common_dtype(W1, W2, b1, b2, x)
     W1, W2, b1, b2, x = _cast((W1, W2, b1, b2, x), dt)
     hidden = _layer(x, W1, b1)
@@ -295,70 +293,111 @@ def _rho_hat_bounds(dt):
     return eps, 1.0 - eps
 
 
+# Rows per block in the output layer: a (rows, L_out) block of about 2**17
+# numbers (1 MiB in float64) stays in cache while it is worked on.
+_BLOCK_NUMBERS = 1 << 17
+
+
+def _sparsity(a, p: AEParams):
+    """Sparsity penalty and its gradient with respect to the hidden activations.
+
+    Parameters
+    ----------
+    a : ndarray, shape (N, L_hid)
+        Hidden activations.
+
+    Returns
+    -------
+    J_sparse : float
+        ``beta * sum_b KL(rho || rho_hat_b)`` with ``rho_hat`` clipped into
+        ``[eps, 1 - eps]``.
+    g : ndarray, shape (L_hid,), dtype of ``a``
+        ``dJ_sparse / da_mb``, the same for every sample m:
+        ``beta/N (-rho/rho_hat_b + (1-rho)/(1-rho_hat_b))``, and 0 for a unit
+        whose ``rho_hat`` was clipped (there ``J_sparse`` does not depend on
+        it, so the cost and the gradient stay consistent).
+    """
+    N = a.shape[0]
+    rho_hat = (np.ones(N, dtype=a.dtype) @ a).astype(np.float64) / N
+    lo, hi = _rho_hat_bounds(a.dtype)
+    inside = (rho_hat > lo) & (rho_hat < hi)
+    rho_hat = np.clip(rho_hat, lo, hi)
+    rho = p.rho
+    kl = rho * np.log(rho / rho_hat) + (1.0 - rho) * np.log((1.0 - rho) / (1.0 - rho_hat))
+    g = (p.beta / N) * (-rho / rho_hat + (1.0 - rho) / (1.0 - rho_hat))
+    g[~inside] = 0.0
+    return p.beta * float(np.sum(kl)), g.astype(a.dtype)
+
+
 def _cost(W1, W2, b1, b2, x, p: AEParams):
     """Cost and gradient on validated, contiguous arrays of one dtype.
 
-    Works in place on freshly allocated arrays only; the inputs are not
-    modified. Returns ``(J, (dW1, dW2, db1, db2))`` with ``J`` a Python float.
+    Backpropagation written for speed: every large array is updated in place,
+    and the output layer -- where the (N, L_out) arrays live -- is processed a
+    block of rows at a time, so a block's output, error and delta stay in the
+    CPU cache through the dozen passes they take, and no (N, L_out) temporary
+    is ever allocated. The inputs are not modified.
+
+    Returns ``(J, (dW1, dW2, db1, db2))`` with ``J`` a Python float.
     """
     dt = x.dtype
-    N = x.shape[0]
+    N, L_in = x.shape
+    L_hid, L_out = W2.shape
     inv_n = 1.0 / N
 
-    # forward: a = sigmoid(x W1 + b1), o = sigmoid(a W2 + b2)
-    a = _layer(x, W1, b1)                      # (N, L_hid)
-    o = _layer(a, W2, b2)                      # (N, L_out)
-
-    # data term: 1/(2N) ||o - x||^2
-    d = np.subtract(o, x)                      # (N, L_out), the only new big array
-    J = 0.5 * inv_n * float(np.vdot(d, d))
-
-    # weight decay (biases excluded)
-    if p.lam:
+    # hidden layer for all samples first: rho_hat needs every one of them
+    a = _layer(x, W1, b1)                              # (N, L_hid)
+    J = 0.0
+    if p.lam:                                          # weight decay, biases excluded
         J += 0.5 * p.lam * (float(np.vdot(W1, W1)) + float(np.vdot(W2, W2)))
-
-    # sparsity: rho_hat over the samples, clipped into [eps, 1 - eps];
-    # where the clip is active, J does not depend on rho_hat, so its
-    # gradient there is zero -- J and the gradient stay consistent.
-    ones = np.ones(N, dtype=dt)
+    sparse = None
     if p.beta:
-        rh = (ones @ a).astype(np.float64) * inv_n          # (L_hid,)
-        lo, hi = _rho_hat_bounds(dt)
-        inside = (rh > lo) & (rh < hi)
-        rh = np.clip(rh, lo, hi)
-        rho = p.rho
-        kl = rho * np.log(rho / rh) + (1.0 - rho) * np.log((1.0 - rho) / (1.0 - rh))
-        J += p.beta * float(np.sum(kl))
-        # d/da_mb [beta sum_b KL] = beta/N (-rho/rh_b + (1-rho)/(1-rh_b))
-        sparse = (p.beta * inv_n) * (-rho / rh + (1.0 - rho) / (1.0 - rh))
-        sparse[~inside] = 0.0
-        sparse = sparse.astype(dt)
-    else:
-        sparse = None
+        J_sparse, sparse = _sparsity(a, p)
+        J += J_sparse
 
-    # output layer: N * delta3 = (o - x) * o * (1 - o), built in place in d
-    d *= o
-    np.subtract(1.0, o, out=o)
-    d *= o
-    del o
-    dW2 = a.T @ d                              # (L_hid, L_out), still times N
-    dW2 *= inv_n
-    db2 = ones @ d
-    db2 *= inv_n
-
-    # hidden layer: delta2 = (delta3 W2^T + sparse) * a * (1 - a)
-    W2t_n = W2.T * dt.type(inv_n)              # small: folds the 1/N in
-    g = d @ W2t_n                              # (N, L_hid)
-    del d
-    if sparse is not None:
-        g += sparse
-    g *= a
-    np.subtract(1.0, a, out=a)
-    g *= a
-    del a
-    dW1 = x.T @ g                              # (L_in, L_hid)
-    db1 = ones @ g
-
+    # output layer and backward pass, block by block
+    rows = min(N, max(1, _BLOCK_NUMBERS // L_out))
+    neg_W2 = np.negative(W2)
+    W2t_n = W2.T * dt.type(inv_n)                      # (L_out, L_hid), folds in 1/N
+    o_buf = np.empty((rows, L_out), dt)
+    d_buf = np.empty((rows, L_out), dt)
+    g_buf = np.empty((rows, L_hid), dt)
+    ones = np.ones(rows, dt)
+    dW1 = np.zeros((L_in, L_hid), dt)
+    dW2 = np.zeros((L_hid, L_out), dt)
+    db1 = np.zeros(L_hid, dt)
+    db2 = np.zeros(L_out, dt)
+    sq = 0.0
+    for start in range(0, N, rows):
+        stop = min(start + rows, N)
+        n = stop - start
+        xb, ab = x[start:stop], a[start:stop]
+        o, d, g, one = o_buf[:n], d_buf[:n], g_buf[:n], ones[:n]
+        # o = sigmoid(a W2 + b2), as 1 / (1 + exp(-(a W2 + b2)))
+        np.matmul(ab, neg_W2, out=o)
+        o -= b2
+        _sigmoid_of_neg_(o)
+        # data term 1/(2N) sum ||o - x||^2
+        np.subtract(o, xb, out=d)
+        sq += float(np.vdot(d, d))
+        # N * delta3 = (o - x) * o * (1 - o)
+        d *= o
+        np.subtract(1.0, o, out=o)
+        d *= o
+        dW2 += ab.T @ d
+        db2 += one @ d
+        # delta2 = (delta3 W2^T + sparsity gradient) * a * (1 - a)
+        np.matmul(d, W2t_n, out=g)
+        if sparse is not None:
+            g += sparse
+        g *= ab
+        np.subtract(1.0, ab, out=ab)                  # a is ours: overwrite it
+        g *= ab
+        dW1 += xb.T @ g
+        db1 += one @ g
+    J += 0.5 * inv_n * sq
+    dW2 *= dt.type(inv_n)
+    db2 *= dt.type(inv_n)
     if p.lam:
         lam = dt.type(p.lam)
         dW1 += lam * W1

@@ -493,3 +493,21 @@ def test_import_lab_stays_light():
             "bad = [m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_blocked_output_layer_matches_single_block(monkeypatch):
+    # the output layer runs in blocks of rows; blocks of 3 rows (the last one
+    # short) must give the same cost and gradient as one block
+    x = make_data(n=10)
+    We = ae.init_weights(L_IN, L_HID, seed=2)
+    params = (L_IN, L_HID, 0.01, 3.0, 0.1)
+    J_one, g_one = ae.ae_cost(We, x, params)
+    monkeypatch.setattr(ae, "_BLOCK_NUMBERS", 3 * L_IN)
+    J_blk, g_blk = ae.ae_cost(We, x, params)
+    assert rel_error(J_blk, J_one) < 1e-14
+    for a, b in zip(g_blk, g_one):
+        assert rel_error(a, b) < 1e-12
+    theta = ae.pack(We)
+    num = eval_numerical_gradient(lambda t: ae.ae_cost(ae.unpack(t, L_IN, L_HID), x, params)[0],
+                                  theta.copy(), h=1e-5)
+    assert norm_rel_error(num, ae.pack(g_blk)) < 1e-9

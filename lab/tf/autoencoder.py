@@ -28,6 +28,7 @@ Dense kernels have shape ``(inputs, units)``, the NumPy convention, so
 from __future__ import annotations
 
 import os
+import weakref
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -233,9 +234,12 @@ def _total_loss(model, x):
     return model.compute_loss(x=x, y=x, y_pred=y, training=True)
 
 
+_COMPILED = weakref.WeakKeyDictionary()
+
+
 def _functions(model):
     """Per-model compiled (``tf.function``) cost-and-gradient and GD-step functions."""
-    fns = getattr(model, "_lab_functions", None)
+    fns = _COMPILED.get(model)
     if fns is None:
         variables = _variables(model)
 
@@ -253,7 +257,7 @@ def _functions(model):
             return J
 
         fns = {"cost_grad": cost_grad, "gd_step": gd_step}
-        model._lab_functions = fns
+        _COMPILED[model] = fns
     return fns
 
 

@@ -1,0 +1,141 @@
+"""Speed of one sparse-autoencoder cost-and-gradient evaluation.
+
+Times, side by side and in one run, on the full-size problem (10,240 patches
+of 256 pixels, random in [0.1, 0.9]; 64 hidden units; lambda = 1e-4,
+beta = 3, rho = 0.01), in float32 and float64:
+
+* NumPy, the hand-derived gradient of ``lab.autoencoder.ae_cost``;
+* PyTorch autograd: ``SparseAutoencoder.cost(x).backward()``;
+* TensorFlow: ``tf.GradientTape`` over the Keras model, inside a ``tf.function``.
+
+Each time is the minimum over repeats, after warm-up calls (which also trace
+the ``tf.function``); the three are timed in alternation so that a busy
+machine slows all alike. Every framework runs with its default threading.
+
+Run ``python bench/bench_autoencoder.py`` (``--quick`` for fewer repeats), or
+call ``run(quick=False)`` from a notebook for the rows as a list of dicts.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from lab import autoencoder as ae
+
+N, L_IN, L_HID = 10240, 256, 64
+LAM, BETA, RHO = 1e-4, 3.0, 0.01
+BACKENDS = ("NumPy (by hand)", "PyTorch autograd", "TF GradientTape")
+
+
+def _min_times(funcs, repeats, warmup=2):
+    """Call every function ``warmup`` times, then ``repeats`` rounds of all of
+    them in turn; return the minimum seconds of each."""
+    for _ in range(warmup):
+        for f in funcs:
+            f()
+    best = [float("inf")] * len(funcs)
+    for _ in range(repeats):
+        for i, f in enumerate(funcs):
+            t0 = time.perf_counter()
+            f()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
+
+
+def _callables(dtype, n, l_in, l_hid, seed=0):
+    """One cost-and-gradient evaluation per backend, all on the same data and
+    initial weights, plus the three costs (to check they agree)."""
+    from lab.tf import autoencoder as tfa        # first: it quiets TensorFlow's logging
+    from lab.torch import autoencoder as tha
+
+    import tensorflow as tf
+
+    x = np.random.default_rng(seed).uniform(0.1, 0.9, size=(n, l_in)).astype(dtype)
+    We = ae.init_weights(l_in, l_hid, seed=seed, dtype=dtype)
+    params = ae.AEParams(l_in, l_hid, LAM, BETA, RHO)
+
+    def numpy_eval():
+        return ae.ae_cost(We, x, params)[0]
+
+    model = tha.SparseAutoencoder.from_numpy(We, LAM, BETA, RHO)
+    xt = model.as_input(x)
+
+    def torch_eval():
+        model.zero_grad(set_to_none=True)
+        J = model.cost(xt)
+        J.backward()
+        return float(J.detach())
+
+    kmodel = tfa.build_model(l_in, l_hid, LAM, BETA, RHO, dtype=np.dtype(dtype).name)
+    tfa.set_weights(kmodel, We)
+    cost_grad = tfa._functions(kmodel)["cost_grad"]     # the compiled tf.function
+    xk = tf.constant(x)
+
+    def tf_eval():
+        J, grads = cost_grad(xk)
+        return float(J)
+
+    funcs = (numpy_eval, torch_eval, tf_eval)
+    return funcs, [float(f()) for f in funcs]
+
+
+def run(quick=False, repeats=None, n=N, l_in=L_IN, l_hid=L_HID,
+        dtypes=("float32", "float64")):
+    """Time the three backends.
+
+    Parameters
+    ----------
+    quick : bool
+        Fewer repeats (3 instead of 15).
+    repeats : int, optional
+        Overrides the number of repeats.
+    n, l_in, l_hid : int
+        Problem size: data (n, l_in), l_hid hidden units.
+    dtypes : sequence of "float32"/"float64"
+
+    Returns
+    -------
+    rows : list of dict
+        One per (dtype, backend): ``dtype``, ``backend``, ``ms`` (minimum
+        milliseconds per evaluation), ``vs_numpy`` (time / NumPy's time at
+        that dtype) and ``J`` (the cost, equal across backends up to rounding).
+    """
+    repeats = repeats if repeats is not None else (3 if quick else 15)
+    rows = []
+    for dtype in dtypes:
+        funcs, costs = _callables(np.dtype(dtype), n, l_in, l_hid)
+        times = _min_times(funcs, repeats)
+        for backend, t, J in zip(BACKENDS, times, costs):
+            rows.append({"dtype": np.dtype(dtype).name, "backend": backend, "ms": 1e3 * t,
+                         "vs_numpy": t / times[0], "J": J})
+    return rows
+
+
+def format_table(rows):
+    """The rows of :func:`run` as a fixed-width text table."""
+    lines = [f"{'dtype':8s} {'backend':18s} {'ms':>9s} {'x NumPy':>8s}",
+             "-" * 46]
+    for r in rows:
+        lines.append(f"{r['dtype']:8s} {r['backend']:18s} {r['ms']:9.2f} {r['vs_numpy']:8.2f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats per timing")
+    args = parser.parse_args(argv)
+    rows = run(quick=args.quick, repeats=args.repeats)
+    print(f"sparse autoencoder cost + gradient, data ({N}, {L_IN}), {L_HID} hidden units, "
+          "minimum over repeats")
+    print(format_table(rows))
+    for dtype in sorted({r["dtype"] for r in rows}):
+        costs = [r["J"] for r in rows if r["dtype"] == dtype]
+        spread = (max(costs) - min(costs)) / abs(costs[0])
+        print(f"{dtype}: J = {costs[0]:.6f} in all three (relative spread {spread:.1e})")
+
+
+if __name__ == "__main__":
+    main()
