@@ -10,7 +10,11 @@ beta = 3, rho = 0.01), in float32 and float64:
 
 Each time is the minimum over repeats, after warm-up calls (which also trace
 the ``tf.function``); the three are timed in alternation so that a busy
-machine slows all alike. Every framework runs with its default threading.
+machine slows all alike. Every framework runs with its default threading
+unless ``--threads N`` is given: then NumPy's BLAS, PyTorch and TensorFlow all
+get N threads (on a machine shared with other work, ``--threads 1`` compares
+the work each does rather than how each copes with contention). The load
+average is printed with the table for the same reason.
 
 Run ``python bench/bench_autoencoder.py`` (``--quick`` for fewer repeats), or
 call ``run(quick=False)`` from a notebook for the rows as a list of dicts.
@@ -18,11 +22,9 @@ call ``run(quick=False)`` from a notebook for the rows as a list of dicts.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
-
-import numpy as np
-
-from lab import autoencoder as ae
 
 N, L_IN, L_HID = 10240, 256, 64
 LAM, BETA, RHO = 1e-4, 3.0, 0.01
@@ -44,10 +46,30 @@ def _min_times(funcs, repeats, warmup=2):
     return best
 
 
+def _set_threads(threads):
+    """Give PyTorch and TensorFlow ``threads`` threads (NumPy's BLAS takes its
+    count from the environment when NumPy loads: see :func:`main`)."""
+    from lab.tf import autoencoder as _  # noqa: F401  (quiets TensorFlow's logging first)
+
+    import tensorflow as tf
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow's runtime already started in this process
+        print("note: TensorFlow already initialised; its thread counts are unchanged",
+              file=sys.stderr)
+
+
 def _callables(dtype, n, l_in, l_hid, seed=0):
     """One cost-and-gradient evaluation per backend, all on the same data and
     initial weights, plus the three costs (to check they agree)."""
-    from lab.tf import autoencoder as tfa        # first: it quiets TensorFlow's logging
+    import numpy as np
+
+    from lab import autoencoder as ae
+    from lab.tf import autoencoder as tfa        # before TensorFlow: it quiets its logging
     from lab.torch import autoencoder as tha
 
     import tensorflow as tf
@@ -82,7 +104,7 @@ def _callables(dtype, n, l_in, l_hid, seed=0):
 
 
 def run(quick=False, repeats=None, n=N, l_in=L_IN, l_hid=L_HID,
-        dtypes=("float32", "float64")):
+        dtypes=("float32", "float64"), threads=None):
     """Time the three backends.
 
     Parameters
@@ -94,6 +116,9 @@ def run(quick=False, repeats=None, n=N, l_in=L_IN, l_hid=L_HID,
     n, l_in, l_hid : int
         Problem size: data (n, l_in), l_hid hidden units.
     dtypes : sequence of "float32"/"float64"
+    threads : int, optional
+        Threads for PyTorch and TensorFlow (NumPy's BLAS keeps the count it
+        started with); ``None`` leaves every framework at its default.
 
     Returns
     -------
@@ -102,7 +127,11 @@ def run(quick=False, repeats=None, n=N, l_in=L_IN, l_hid=L_HID,
         milliseconds per evaluation), ``vs_numpy`` (time / NumPy's time at
         that dtype) and ``J`` (the cost, equal across backends up to rounding).
     """
+    import numpy as np
+
     repeats = repeats if repeats is not None else (3 if quick else 15)
+    if threads is not None:
+        _set_threads(threads)
     rows = []
     for dtype in dtypes:
         funcs, costs = _callables(np.dtype(dtype), n, l_in, l_hid)
@@ -122,19 +151,39 @@ def format_table(rows):
     return "\n".join(lines)
 
 
+def _load():
+    try:
+        return "load average %.1f %.1f %.1f" % os.getloadavg()
+    except (AttributeError, OSError):  # pragma: no cover - not Unix
+        return "load average unknown"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--repeats", type=int, default=None, help="repeats per timing")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for NumPy's BLAS, PyTorch and TensorFlow alike")
     args = parser.parse_args(argv)
-    rows = run(quick=args.quick, repeats=args.repeats)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be at least 1, got {args.threads}")
+        if "numpy" in sys.modules:
+            print("note: NumPy already loaded; its BLAS thread count is unchanged",
+                  file=sys.stderr)
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"sparse autoencoder cost + gradient, data ({N}, {L_IN}), {L_HID} hidden units, "
           "minimum over repeats")
+    print(f"{cpus} CPUs, threads: {args.threads or 'framework defaults'}, {_load()} before")
+    rows = run(quick=args.quick, repeats=args.repeats, threads=args.threads)
     print(format_table(rows))
     for dtype in sorted({r["dtype"] for r in rows}):
         costs = [r["J"] for r in rows if r["dtype"] == dtype]
         spread = (max(costs) - min(costs)) / abs(costs[0])
         print(f"{dtype}: J = {costs[0]:.6f} in all three (relative spread {spread:.1e})")
+    print(f"{_load()} after")
 
 
 if __name__ == "__main__":
