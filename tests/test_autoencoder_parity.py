@@ -1,6 +1,8 @@
 """The sparse autoencoder in NumPy (hand-derived gradient), PyTorch (autograd)
 and Keras/TensorFlow (GradientTape) agree: same cost, same gradient, same
 training curve, from the same initial weights, in float64."""
+import logging
+
 import numpy as np
 import pytest
 
@@ -219,3 +221,27 @@ def test_keras_bad_inputs(keras_model):
         tfa.build_model(L_IN, L_HID, LAM, BETA, RHO, dtype="int32")
     with pytest.raises(ValueError, match=r"W2 must have shape \(16, 64\)"):
         tfa.set_weights(keras_model, ae.init_weights(L_IN, L_HID, L_out=10))
+
+
+def test_keras_models_in_a_sweep_trace_quietly():
+    # one compiled function per model: a sweep over several models is normal
+    # use, not the "excessive retracing" TensorFlow would otherwise report
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    handler = Keep(level=logging.WARNING)
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.addHandler(handler)
+    try:
+        x = make_data(20, 6)
+        costs = []
+        for beta in (0.0, 0.5, 1.0, 1.5, 2.0, 2.5):   # TensorFlow warns from the 5th
+            model = tfa.build_model(6, 3, 0.0, beta, RHO)
+            costs.append(tfa.cost_and_grad(model, x)[0])
+    finally:
+        tf_logger.removeHandler(handler)
+    assert np.all(np.diff(costs) > 0)               # the KL term grows with beta
+    assert not [r for r in records if "retracing" in r], records

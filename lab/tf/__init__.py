@@ -1,8 +1,9 @@
 """TensorFlow / Keras 3 versions of the package's models.
 
-Importing ``lab.tf`` imports TensorFlow quietly: unless already set,
-``TF_CPP_MIN_LOG_LEVEL`` is set to 3 and ``TF_ENABLE_ONEDNN_OPTS`` to 0 before
-TensorFlow loads. ``import lab`` alone never imports TensorFlow.
+The modules here import TensorFlow; ``import lab`` alone never does. Before
+any of them loads it, this package sets, unless already set,
+``TF_CPP_MIN_LOG_LEVEL`` to 3 (no start-up chatter) and
+``TF_ENABLE_ONEDNN_OPTS`` to 0 (reproducible float32 results).
 
 Modules
 -------

@@ -257,6 +257,11 @@ def _functions(model):
             return J
 
         fns = {"cost_grad": cost_grad, "gd_step": gd_step}
+        # Each model traces its own functions once; TensorFlow counts traces by
+        # source code, across models, and would call a sweep over a few
+        # models "excessive retracing". The flag silences that false alarm.
+        for fn in fns.values():
+            fn._omit_frequent_tracing_warning = True
         _COMPILED[model] = fns
     return fns
 
