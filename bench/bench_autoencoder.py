@@ -184,6 +184,13 @@ def main(argv=None):
         spread = (max(costs) - min(costs)) / abs(costs[0])
         print(f"{dtype}: J = {costs[0]:.6f} in all three (relative spread {spread:.1e})")
     print(f"{_load()} after")
+    try:
+        busy = os.getloadavg()[0] > cpus
+    except (AttributeError, OSError):  # pragma: no cover - not Unix
+        busy = False
+    if busy and args.threads is None:
+        print("note: more runnable threads than CPUs; multi-threaded timings then measure how "
+              "each library copes with contention more than the work it does (try --threads 1)")
 
 
 if __name__ == "__main__":

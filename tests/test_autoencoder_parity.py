@@ -245,3 +245,23 @@ def test_keras_models_in_a_sweep_trace_quietly():
         tf_logger.removeHandler(handler)
     assert np.all(np.diff(costs) > 0)               # the KL term grows with beta
     assert not [r for r in records if "retracing" in r], records
+
+
+def test_bench_runs_and_backends_agree():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_autoencoder.py"
+    spec = importlib.util.spec_from_file_location("bench_autoencoder", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.run(repeats=1, n=64, l_in=16, l_hid=4)
+    assert [(r["dtype"], r["backend"]) for r in rows] == [
+        (dt, b) for dt in ("float32", "float64") for b in bench.BACKENDS]
+    assert all(r["ms"] > 0 for r in rows)
+    for dt, tol in (("float32", 1e-5), ("float64", 1e-12)):
+        costs = [r["J"] for r in rows if r["dtype"] == dt]
+        assert max(costs) - min(costs) < tol * costs[0]
+        assert [r["vs_numpy"] for r in rows if r["dtype"] == dt][0] == 1.0
+    table = bench.format_table(rows)
+    assert len(table.splitlines()) == 2 + len(rows)
