@@ -71,7 +71,7 @@ class AEParams(NamedTuple):
 
 
 # --------------------------------------------------------------------------- #
-# validation helpers
+# input checks
 # --------------------------------------------------------------------------- #
 
 def _check_params(params) -> AEParams:
