@@ -4,49 +4,67 @@ Same names, arguments and results as the CS231n ``fast_layers`` module, and
 the same numbers as the naive loops of :mod:`lab.layers` (up to rounding), but
 vectorised, with no compile step.
 
-Convolution as one matrix product (im2col)
-------------------------------------------
+Convolution as matrix products (im2col)
+---------------------------------------
 Every output entry of a convolution is a dot product between a filter and one
-window of the padded input. Lay every window out as a row of a matrix
-``cols`` of shape ``(N*H'*W', C*HH*WW)`` and every filter as a column of
-``w_mat`` of shape ``(C*HH*WW, F)``; then all outputs at once are the single
-matrix product ``cols @ w_mat`` of shape ``(N*H'*W', F)``, which BLAS computes
-near the machine's peak speed. ``np.lib.stride_tricks.as_strided`` gives a
-*view* of the padded input with the window axes as extra dimensions, so
-building ``cols`` is one memory copy.
+window of the zero-padded input ``xp``. For image ``n``, lay its windows out as
+the columns of a matrix ``cols[n]`` of shape ``(C*HH*WW, H'*W')`` (one row per
+filter tap ``(c, k, l)``, one column per output position ``(i, j)``) and the
+filters as the rows of ``w_mat`` of shape ``(F, C*HH*WW)``; then
 
-The backward pass is two more matrix products with the same operands:
-``dw_mat = cols.T @ dout_mat`` and ``dcols = dout_mat @ w_mat.T``. ``dcols``
-holds one gradient per (window, tap); ``dx`` is their sum over every window
-that covers a pixel (col2im). It is accumulated with one strided slice-add per
-kernel tap ``(k, l)``, ``HH*WW`` vectorised additions rather than a loop over
-windows. When the stride is 1 and there are no more filters than input
-channels, ``dx`` is instead computed as another convolution, of the zero-padded
-``dout`` with the flipped kernel (a "full" convolution), through the same
-im2col + one matrix product, which avoids the ``dcols`` array altogether.
+    out[n] = w_mat @ cols[n] + b          # (F, H'*W'), already NCHW
 
-Memory layout
--------------
-How fast the im2col copy and the col2im additions run depends on how long the
-contiguous runs of memory they move are. Two internal layouts are used:
+for every image, one ``np.matmul`` over the stack of images, which BLAS
+computes near the machine's peak speed. ``np.lib.stride_tricks.as_strided``
+gives a *view* of ``xp`` with the window axes as extra dimensions,
+``[n, c, k, l, i, j] = xp[n, c, i*s + k, j*s + l]``, so building ``cols`` is a
+single memory copy and no Python loop over windows.
 
-* channels-first (C, N, H, W) with ``cols.T`` of shape ``(C*HH*WW, N*H'*W')``:
-  runs are image rows, long when there are few channels (RGB input);
-* channels-last (N, H, W, C) with ``cols`` of shape ``(N*H'*W', HH*WW*C)``:
-  runs are ``WW*C`` numbers, long when there are many channels.
+The backward pass is two more products with the same operands,
 
-The layout is chosen per call (channels-last when ``C >= 16``); inputs and
-outputs are always NCHW.
+    dw_mat = sum_n dout[n] @ cols[n].T    # (F, C*HH*WW)
+    dcols[n] = w_mat.T @ dout[n]          # (C*HH*WW, H'*W')
+
+``dcols`` holds one gradient per (tap, output position); the gradient of a
+pixel is the sum over every window that covers it (col2im). It is
+accumulated with one strided slice-add per kernel tap ``(k, l)``: ``HH*WW``
+vectorised additions rather than a loop over windows. At stride 1 with no
+more filters than channels, ``dx`` is instead the "full" convolution of the
+zero-padded ``dout`` with the flipped filters, computed by the same im2col and
+matmul, which needs no col2im at all:
+
+    dx[n, c, y, x] = sum_{f, k, l} doutp[n, f, y + k, x + l] * w[f, c, HH-1-k, WW-1-l]
+
+Memory layout and chunks
+------------------------
+How fast the im2col copy and the col2im additions run depends on the length
+of the contiguous runs of memory they move. With few channels (RGB input)
+the padded input is kept channels-first, (N, C, Hp, Wp), and the runs are
+image rows; with at least as many channels as output columns it is kept
+channels-last, (N, Hp, Wp, C), the taps are ordered ``(k, l, c)`` and the runs
+are ``WW*C`` numbers long. ``cols[n]`` is then a transposed view, which BLAS
+reads just as well. Inputs and outputs are NCHW either way.
+
+For a big batch the im2col matrices are large (37 MB for 64 images of
+64x16x16 and 3x3 filters in float32), and writing them to main memory and
+reading them back costs about as much as the arithmetic. The layers therefore
+walk the batch a few images at a time, with the im2col matrices of one chunk
+(a few MB, see ``CHUNK_BYTES``) in a buffer that stays in the processor's
+cache and is reused by every chunk. The backward pass rebuilds each chunk's
+``cols`` from the padded input (a cheap copy within the cache) instead of
+keeping them from the forward pass, so the cache between the passes holds
+only the padded input.
 
 Max pooling
 -----------
-When the windows tile the input (stride equal to the window, as in the usual
-2x2/stride-2 pooling) the input is reshaped to (N, C, H', ph, W', pw) and
-reduced over the window axes. Otherwise (overlapping windows or gaps) the
-maximum is taken over the ``ph*pw`` strided views ``x[..., k::s, l::s]``, one
-per window offset. The backward pass sends each window's gradient to the first
-entry (in row-major order within the window) equal to the maximum, exactly as
-the naive version does, accumulating where windows overlap.
+The maximum over each window is a running elementwise maximum over the
+``ph*pw`` window offsets ``(k, l)``, each a strided view
+``x[:, :, k::s, l::s]`` of the input. When the windows tile the input
+(stride equal to the window, as in the usual 2x2/stride-2 pooling) these views
+come from the reshape (N, C, H', ph, W', pw); otherwise (overlapping windows or
+gaps) from strided slicing. The backward pass sends each window's gradient to
+the first entry (in row-major order within the window) equal to its maximum,
+exactly as the naive version does, accumulating where windows overlap.
 """
 from __future__ import annotations
 
@@ -58,102 +76,111 @@ from .layers import _check_dout, _common_dtype, _conv_geometry, _pool_geometry
 __all__ = ["conv_forward_fast", "conv_backward_fast",
            "max_pool_forward_fast", "max_pool_backward_fast"]
 
-#: Input channels from which the channels-last layout is used.
-CHANNELS_LAST_MIN_C = 16
-
-
-# ----------------------------------------------------------------------------
-# im2col / col2im in the two layouts
-# ----------------------------------------------------------------------------
-
-def _pad_channels_first(x, pad):
-    """(N, C, H, W) -> zero-padded (C, N, H + 2 pad, W + 2 pad), one copy."""
-    N, C, H, W = x.shape
-    xp = np.zeros((C, N, H + 2 * pad, W + 2 * pad), dtype=x.dtype)
-    xp[:, :, pad:pad + H, pad:pad + W] = x.transpose(1, 0, 2, 3)
-    return xp
-
-
-def _pad_channels_last(x, pad):
-    """(N, C, H, W) -> zero-padded (N, H + 2 pad, W + 2 pad, C), one copy."""
-    N, C, H, W = x.shape
-    xp = np.zeros((N, H + 2 * pad, W + 2 * pad, C), dtype=x.dtype)
-    xp[:, pad:pad + H, pad:pad + W, :] = x.transpose(0, 2, 3, 1)
-    return xp
-
-
-def _windows_channels_first(xp, HH, WW, stride, H_out, W_out):
-    """View of padded (C, N, Hp, Wp) as (C, HH, WW, N, H', W'):
-    ``[c, k, l, n, i, j] = xp[c, n, i*stride + k, j*stride + l]``."""
-    sc, sn, sh, sw = xp.strides
-    C, N = xp.shape[:2]
-    return as_strided(xp, (C, HH, WW, N, H_out, W_out),
-                      (sc, sh, sw, sn, stride * sh, stride * sw), writeable=False)
-
-
-def _windows_channels_last(xp, HH, WW, stride, H_out, W_out):
-    """View of padded (N, Hp, Wp, C) as (N, H', W', HH, WW, C):
-    ``[n, i, j, k, l, c] = xp[n, i*stride + k, j*stride + l, c]``."""
-    sn, sh, sw, sc = xp.strides
-    N, C = xp.shape[0], xp.shape[3]
-    return as_strided(xp, (N, H_out, W_out, HH, WW, C),
-                      (sn, stride * sh, stride * sw, sh, sw, sc), writeable=False)
-
-
-def _col2im_channels_first(dcols, padded_shape, stride):
-    """Sum (C, HH, WW, N, H', W') window gradients into a padded (C, N, Hp, Wp) array."""
-    C, HH, WW, N, H_out, W_out = dcols.shape
-    dxp = np.zeros(padded_shape, dtype=dcols.dtype)
-    if stride >= HH and stride >= WW:  # windows do not overlap: one strided assignment
-        sc, sn, sh, sw = dxp.strides
-        view = as_strided(dxp, dcols.shape, (sc, sh, sw, sn, stride * sh, stride * sw))
-        view[...] = dcols
-        return dxp
-    h_span, w_span = stride * (H_out - 1) + 1, stride * (W_out - 1) + 1
-    for k in range(HH):
-        for l in range(WW):
-            dxp[:, :, k:k + h_span:stride, l:l + w_span:stride] += dcols[:, k, l]
-    return dxp
-
-
-def _col2im_channels_last(dcols, padded_shape, stride):
-    """Sum (N, H', W', HH, WW, C) window gradients into a padded (N, Hp, Wp, C) array."""
-    N, H_out, W_out, HH, WW, C = dcols.shape
-    dxp = np.zeros(padded_shape, dtype=dcols.dtype)
-    if stride >= HH and stride >= WW:
-        sn, sh, sw, sc = dxp.strides
-        view = as_strided(dxp, dcols.shape, (sn, stride * sh, stride * sw, sh, sw, sc))
-        view[...] = dcols
-        return dxp
-    h_span, w_span = stride * (H_out - 1) + 1, stride * (W_out - 1) + 1
-    for k in range(HH):
-        for l in range(WW):
-            dxp[:, k:k + h_span:stride, l:l + w_span:stride, :] += dcols[:, :, :, k, l, :]
-    return dxp
-
-
-def _pad_or_crop(a, amounts):
-    """Zero-pad (amount > 0) or crop (amount < 0) both ends of every axis by
-    ``amounts[axis]``; returns a new C-contiguous array."""
-    a = a[tuple(slice(-m, a.shape[ax] + m) if m < 0 else slice(None)
-                for ax, m in enumerate(amounts))]
-    if any(m > 0 for m in amounts):
-        return np.pad(a, [(max(m, 0), max(m, 0)) for m in amounts])
-    return np.ascontiguousarray(a)
+#: Size in bytes of the im2col buffer for one chunk of images.
+CHUNK_BYTES = 4 * 2**20
+#: Compute dx as a full convolution where it applies (stride 1, F <= C,
+#: pad < kernel size); False always uses col2im. Both give the same numbers.
+FULL_CONV_DX = True
 
 
 # ----------------------------------------------------------------------------
 # Convolution
 # ----------------------------------------------------------------------------
 
+def _chunk_images(N, bytes_per_image):
+    """Images per chunk so that one chunk's im2col matrices fit in CHUNK_BYTES."""
+    return max(1, min(N, CHUNK_BYTES // max(1, bytes_per_image)))
+
+
+def _pad(x, pad_h, pad_w, channels_last):
+    """Zero-pad the spatial axes of NCHW ``x``: returns (N, C, Hp, Wp), or
+    (N, Hp, Wp, C) when ``channels_last``; always a new array."""
+    N, C, H, W = x.shape
+    if channels_last:
+        xp = np.zeros((N, H + 2 * pad_h, W + 2 * pad_w, C), dtype=x.dtype)
+        xp[:, pad_h:pad_h + H, pad_w:pad_w + W, :] = x.transpose(0, 2, 3, 1)
+    else:
+        xp = np.zeros((N, C, H + 2 * pad_h, W + 2 * pad_w), dtype=x.dtype)
+        xp[:, :, pad_h:pad_h + H, pad_w:pad_w + W] = x
+    return xp
+
+
+def _im2col(xp, HH, WW, stride, H_out, W_out, buf, channels_last):
+    """The im2col matrices of a chunk of padded images, copied into ``buf``.
+
+    Parameters
+    ----------
+    xp : ndarray, shape (n, C, Hp, Wp), or (n, Hp, Wp, C) if ``channels_last``
+    buf : 1-D ndarray with at least ``n * C*HH*WW * H'*W'`` entries
+        Scratch memory the matrices are written to.
+
+    Returns
+    -------
+    cols : ndarray, shape (n, K, H'*W') with K = C*HH*WW
+        ``cols[m, tap, i*W' + j] = xp[m, c, i*stride + k, j*stride + l]``,
+        the taps ordered (c, k, l) channels-first (a C-contiguous array) or
+        (k, l, c) channels-last (a transposed view of a C-contiguous
+        (n, H'*W', K) array).
+    """
+    n = xp.shape[0]
+    if channels_last:
+        _, _, _, C = xp.shape
+        sn, sh, sw, sc = xp.strides
+        shape = (n, H_out, W_out, HH, WW, C)
+        strides = (sn, stride * sh, stride * sw, sh, sw, sc)
+    else:
+        _, C, _, _ = xp.shape
+        sn, sc, sh, sw = xp.strides
+        shape = (n, C, HH, WW, H_out, W_out)
+        strides = (sn, sc, sh, sw, stride * sh, stride * sw)
+    windows = as_strided(xp, shape, strides, writeable=False)
+    K, P = C * HH * WW, H_out * W_out
+    dst = buf[:n * K * P].reshape(shape)
+    np.copyto(dst, windows)
+    if channels_last:
+        return dst.reshape(n, P, K).transpose(0, 2, 1)
+    return dst.reshape(n, K, P)
+
+
+def _col2im_add(dcols, dxp, stride, channels_last):
+    """Add window gradients back onto the padded images they came from.
+
+    Parameters
+    ----------
+    dcols : ndarray, shape (n, C, HH, WW, H', W'), or (n, H', W', HH, WW, C)
+        if ``channels_last``: the gradient of every (tap, output position).
+    dxp : ndarray, shape (n, C, Hp, Wp), or (n, Hp, Wp, C) if ``channels_last``
+        Modified in place: ``dxp[m, c, i*stride + k, j*stride + l] +=
+        dcols[m, c, k, l, i, j]`` for every (c, k, l, i, j).
+    """
+    if channels_last:
+        n, H_out, W_out, HH, WW, C = dcols.shape
+    else:
+        n, C, HH, WW, H_out, W_out = dcols.shape
+    h_span, w_span = stride * (H_out - 1) + 1, stride * (W_out - 1) + 1
+    for k in range(HH):
+        for l in range(WW):
+            rows = slice(k, k + h_span, stride)
+            cols = slice(l, l + w_span, stride)
+            if channels_last:
+                dxp[:, rows, cols, :] += dcols[:, :, :, k, l, :]
+            else:
+                dxp[:, :, rows, cols] += dcols[:, :, k, l]
+
+
+def _use_channels_last(C, W_out):
+    """Channels-last when a channel vector is at least as long as an output row."""
+    return C >= W_out
+
+
 def conv_forward_fast(x, w, b, conv_param):
     """Convolution, vectorised: the same result as
     :func:`lab.layers.conv_forward_naive`.
 
     ``out[n, f, i, j] = b[f] + sum_{c, k, l} w[f, c, k, l] * xp[n, c, i*s + k, j*s + l]``
-    computed as one matrix product between the im2col matrix of the padded
-    input (one row per output position, one column per filter tap) and the
-    filters (see the module docstring).
+    computed, a chunk of images at a time, as ``out[n] = w_mat @ cols[n]``
+    with ``cols[n]`` the im2col matrix of padded image n (see the module
+    docstring).
 
     Parameters
     ----------
@@ -166,41 +193,40 @@ def conv_forward_fast(x, w, b, conv_param):
     Returns
     -------
     out : ndarray, shape (N, F, H', W'), in the dtype of the inputs
-    cache : tuple for :func:`conv_backward_fast` (holds the im2col matrix)
+        (float32 only if x, w and b all are).
+    cache : tuple for :func:`conv_backward_fast`; holds the padded input.
     """
     x, w, b, stride, pad, H_out, W_out = _conv_geometry(x, w, b, conv_param)
     N, C, H, W = x.shape
     F, _, HH, WW = w.shape
-    if C >= CHANNELS_LAST_MIN_C:
-        layout = "last"
-        xp = _pad_channels_last(x, pad)
-        cols = _windows_channels_last(xp, HH, WW, stride, H_out, W_out).reshape(
-            N * H_out * W_out, HH * WW * C)                        # copy
-        w_mat = w.transpose(2, 3, 1, 0).reshape(HH * WW * C, F)    # rows (k, l, c)
-        out = cols @ w_mat                                         # (N*H'*W', F)
-        out += b
-        out = np.ascontiguousarray(out.reshape(N, H_out, W_out, F).transpose(0, 3, 1, 2))
-    else:
-        layout = "first"
-        xp = _pad_channels_first(x, pad)
-        cols = _windows_channels_first(xp, HH, WW, stride, H_out, W_out).reshape(
-            C * HH * WW, N * H_out * W_out)                        # copy; this is cols.T
-        w_mat = w.reshape(F, C * HH * WW)
-        out = w_mat @ cols                                         # (F, N*H'*W')
-        out += b[:, None]
-        out = np.ascontiguousarray(out.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3))
-    cache = (layout, cols, w, w_mat, x.shape, stride, pad)
-    return out, cache
+    K, P = C * HH * WW, H_out * W_out
+    channels_last = _use_channels_last(C, W_out)
+    xp = _pad(x, pad, pad, channels_last)
+    # filters as rows, taps in the order of the im2col rows
+    w_mat = (w.transpose(0, 2, 3, 1) if channels_last else w).reshape(F, K)
+    out = np.empty((N, F, H_out, W_out), dtype=x.dtype)
+    out3 = out.reshape(N, F, P)
+    bias = b.reshape(F, 1)
+    chunk = _chunk_images(N, K * P * x.itemsize)
+    buf = np.empty(chunk * K * P, dtype=x.dtype)
+    for n0 in range(0, N, chunk):
+        n1 = min(N, n0 + chunk)
+        cols = _im2col(xp[n0:n1], HH, WW, stride, H_out, W_out, buf, channels_last)
+        np.matmul(w_mat, cols, out=out3[n0:n1])       # (n, F, H'*W')
+        out3[n0:n1] += bias
+    return out, (xp, w, w_mat, x.shape, stride, pad, channels_last)
 
 
 def conv_backward_fast(dout, cache):
     """Backward pass of :func:`conv_forward_fast`; the same gradients as
     :func:`lab.layers.conv_backward_naive`.
 
-    With ``cols`` the im2col matrix and ``w_mat`` the filter matrix of the
-    forward pass, ``db = sum dout``, ``dw_mat = cols.T @ dout_mat`` and
-    ``dx = col2im(dout_mat @ w_mat.T)`` (or, at stride 1 with ``F <= C``, the
-    full convolution of ``dout`` with the flipped filters).
+    Per chunk of images, with ``cols`` rebuilt from the padded input:
+    ``dw_mat += sum_n dout[n] @ cols[n].T``, and either
+    ``dcols[n] = w_mat.T @ dout[n]`` summed back onto the pixels (col2im) or,
+    at stride 1 with ``F <= C``, ``dx`` as the full convolution of ``dout``
+    with the flipped filters. ``db`` is the sum of ``dout`` over images and
+    positions.
 
     Parameters
     ----------
@@ -213,45 +239,60 @@ def conv_backward_fast(dout, cache):
     dw : ndarray, shape (F, C, HH, WW)
     db : ndarray, shape (F,)
     """
-    layout, cols, w, w_mat, x_shape, stride, pad = cache
+    xp, w, w_mat, x_shape, stride, pad, channels_last = cache
     N, C, H, W = x_shape
     F, _, HH, WW = w.shape
-    Hp, Wp = H + 2 * pad, W + 2 * pad
-    H_out, W_out = (Hp - HH) // stride + 1, (Wp - WW) // stride + 1
-    dout = _check_dout(dout, (N, F, H_out, W_out)).astype(w.dtype, copy=False)
+    H_out = (H + 2 * pad - HH) // stride + 1
+    W_out = (W + 2 * pad - WW) // stride + 1
+    dtype = w.dtype
+    dout = np.ascontiguousarray(_check_dout(dout, (N, F, H_out, W_out)), dtype=dtype)
+    K, P = C * HH * WW, H_out * W_out
+    dout3 = dout.reshape(N, F, P)
     db = dout.sum(axis=(0, 2, 3))
-    full_conv = stride == 1 and F <= C
+    dw_mat = np.zeros((F, K), dtype=dtype)
 
-    if layout == "last":
-        dout_mat = np.ascontiguousarray(dout.transpose(0, 2, 3, 1)).reshape(-1, F)  # (M, F)
-        dw = (cols.T @ dout_mat).reshape(HH, WW, C, F).transpose(3, 2, 0, 1)
-        if full_conv:
-            # dx[n, y, x, c] = sum_{k, l, f} doutp[n, y + k, x + l, f] * w[f, c, HH-1-k, WW-1-l]
-            doutp = _pad_or_crop(dout_mat.reshape(N, H_out, W_out, F),
-                                 (0, HH - 1 - pad, WW - 1 - pad, 0))
-            dcols = _windows_channels_last(doutp, HH, WW, 1, H, W)
-            w_flip = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(HH * WW * F, C)
-            dx = (dcols.reshape(N * H * W, HH * WW * F) @ w_flip).reshape(N, H, W, C)
-        else:
-            dcols = (dout_mat @ w_mat.T).reshape(N, H_out, W_out, HH, WW, C)
-            dxp = _col2im_channels_last(dcols, (N, Hp, Wp, C), stride)
-            dx = dxp[:, pad:pad + H, pad:pad + W, :]
-        dx = dx.transpose(0, 3, 1, 2)
+    # dx as a full convolution: pad dout by (HH-1-pad, WW-1-pad), correlate
+    # with the flipped filters, channels-last so that dx comes out NCHW
+    full = FULL_CONV_DX and stride == 1 and F <= C and pad <= min(HH, WW) - 1
+    if full:
+        doutp = _pad(dout, HH - 1 - pad, WW - 1 - pad, channels_last=True)
+        w_flip = w[:, :, ::-1, ::-1].transpose(1, 2, 3, 0).reshape(C, HH * WW * F)
+        dx = np.empty(x_shape, dtype=dtype)
+        dx3 = dx.reshape(N, C, H * W)
     else:
-        dout_mat = np.ascontiguousarray(dout.transpose(1, 0, 2, 3)).reshape(F, -1)  # (F, M)
-        dw = (dout_mat @ cols.T).reshape(F, C, HH, WW)
-        if full_conv:
-            doutp = _pad_or_crop(dout_mat.reshape(F, N, H_out, W_out),
-                                 (0, 0, HH - 1 - pad, WW - 1 - pad))
-            dcols = _windows_channels_first(doutp, HH, WW, 1, H, W)
-            w_flip = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, F * HH * WW)
-            dx = (w_flip @ dcols.reshape(F * HH * WW, N * H * W)).reshape(C, N, H, W)
+        dxp = np.zeros(xp.shape, dtype=dtype)
+    chunk = _chunk_images(N, K * P * xp.itemsize)
+    buf = np.empty(chunk * K * P, dtype=dtype)
+    dbuf = np.empty(chunk * max(K * P, HH * WW * F * H * W if full else 0), dtype=dtype)
+
+    for n0 in range(0, N, chunk):
+        n1 = min(N, n0 + chunk)
+        n = n1 - n0
+        cols = _im2col(xp[n0:n1], HH, WW, stride, H_out, W_out, buf, channels_last)
+        d = dout3[n0:n1]                                            # (n, F, P)
+        dw_mat += np.matmul(d, cols.transpose(0, 2, 1)).sum(axis=0)
+        if full:
+            dcols = _im2col(doutp[n0:n1], HH, WW, 1, H, W, dbuf, channels_last=True)
+            np.matmul(w_flip, dcols, out=dx3[n0:n1])
+        elif channels_last:
+            dcols = dbuf[:n * P * K].reshape(n, P, K)
+            np.matmul(d.transpose(0, 2, 1), w_mat, out=dcols)
+            _col2im_add(dcols.reshape(n, H_out, W_out, HH, WW, C), dxp[n0:n1], stride, True)
         else:
-            dcols = (w_mat.T @ dout_mat).reshape(C, HH, WW, N, H_out, W_out)
-            dxp = _col2im_channels_first(dcols, (C, N, Hp, Wp), stride)
-            dx = dxp[:, :, pad:pad + H, pad:pad + W]
-        dx = dx.transpose(1, 0, 2, 3)
-    return np.ascontiguousarray(dx), np.ascontiguousarray(dw), db
+            dcols = dbuf[:n * K * P].reshape(n, K, P)
+            np.matmul(w_mat.T, d, out=dcols)
+            _col2im_add(dcols.reshape(n, C, HH, WW, H_out, W_out), dxp[n0:n1], stride, False)
+
+    if not full:
+        if channels_last:
+            dx = np.ascontiguousarray(dxp[:, pad:pad + H, pad:pad + W, :].transpose(0, 3, 1, 2))
+        else:
+            dx = np.ascontiguousarray(dxp[:, :, pad:pad + H, pad:pad + W])
+    if channels_last:
+        dw = np.ascontiguousarray(dw_mat.reshape(F, HH, WW, C).transpose(0, 3, 1, 2))
+    else:
+        dw = dw_mat.reshape(F, C, HH, WW)
+    return dx, dw, db
 
 
 # ----------------------------------------------------------------------------
@@ -259,21 +300,35 @@ def conv_backward_fast(dout, cache):
 # ----------------------------------------------------------------------------
 
 def _tiles(x_shape, ph, pw, stride):
+    """Whether the pooling windows tile the input exactly (no overlap, no gaps)."""
     H, W = x_shape[2:]
     return ph == stride and pw == stride and H % ph == 0 and W % pw == 0
 
 
-def _offset_view(a, k, l, stride, H_out, W_out):
-    """``a[:, :, k + i*stride, l + j*stride]`` for all (i, j): a strided view."""
-    return a[:, :, k:k + stride * (H_out - 1) + 1:stride, l:l + stride * (W_out - 1) + 1:stride]
+def _window_entries(a, ph, pw, stride, H_out, W_out, tiles):
+    """The ``ph*pw`` views ``a[:, :, k + i*stride, l + j*stride]`` (over i, j),
+    one per window offset (k, l), in row-major order of (k, l).
+
+    When the windows tile ``a`` they are taken from the reshape
+    (N, C, H', ph, W', pw), otherwise by strided slicing; views either way.
+    """
+    N, C = a.shape[:2]
+    if tiles:
+        a6 = a.reshape(N, C, H_out, ph, W_out, pw)
+        return [a6[:, :, :, k, :, l] for k in range(ph) for l in range(pw)]
+    h_span, w_span = stride * (H_out - 1) + 1, stride * (W_out - 1) + 1
+    return [a[:, :, k:k + h_span:stride, l:l + w_span:stride]
+            for k in range(ph) for l in range(pw)]
 
 
 def max_pool_forward_fast(x, pool_param):
     """Max pooling, vectorised: the same result as
     :func:`lab.layers.max_pool_forward_naive`.
 
-    Uses a reshape when the windows tile the input (stride equal to the window
-    and H, W multiples of it), and ``ph*pw`` strided views otherwise.
+    ``out = max_{k, l} x[:, :, k::stride, l::stride]`` (cut to H' x W'): a
+    running elementwise maximum over the ``ph*pw`` window offsets, each a
+    strided view of x (from a reshape when the windows tile the input), so
+    the work is ``ph*pw`` vectorised passes over the output.
 
     Parameters
     ----------
@@ -286,16 +341,12 @@ def max_pool_forward_fast(x, pool_param):
     cache : tuple for :func:`max_pool_backward_fast`
     """
     x, ph, pw, stride, H_out, W_out = _pool_geometry(x, pool_param)
-    N, C, H, W = x.shape
-    if _tiles(x.shape, ph, pw, stride):
-        out = x.reshape(N, C, H_out, ph, W_out, pw).max(axis=(3, 5))
-    else:
-        out = _offset_view(x, 0, 0, stride, H_out, W_out).copy()
-        for k in range(ph):
-            for l in range(pw):
-                if k or l:
-                    np.maximum(out, _offset_view(x, k, l, stride, H_out, W_out), out=out)
-    return out, (x, out, (ph, pw, stride))
+    tiles = _tiles(x.shape, ph, pw, stride)
+    entries = _window_entries(x, ph, pw, stride, H_out, W_out, tiles)
+    out = entries[0].copy()
+    for entry in entries[1:]:
+        np.maximum(out, entry, out=out)
+    return out, (x, out, (ph, pw, stride, tiles))
 
 
 def max_pool_backward_fast(dout, cache):
@@ -305,8 +356,9 @@ def max_pool_backward_fast(dout, cache):
     The window offsets ``(k, l)`` are visited in row-major order; at each, the
     windows whose maximum sits there and has not been claimed by an earlier
     offset pass their gradient to it. This routes every window's gradient to
-    the first maximal entry, like ``np.argmax``. Where windows overlap the
-    contributions are added.
+    the first maximal entry, like ``np.argmax`` on the window. Where windows
+    overlap the contributions are added; where they tile the input every entry
+    of ``dx`` is written exactly once (reshape path).
 
     Parameters
     ----------
@@ -317,28 +369,25 @@ def max_pool_backward_fast(dout, cache):
     -------
     dx : ndarray, shape (N, C, H, W)
     """
-    x, out, (ph, pw, stride) = cache
-    N, C, H, W = x.shape
+    x, out, (ph, pw, stride, tiles) = cache
     H_out, W_out = out.shape[2:]
     dout = _check_dout(dout, out.shape)
     dtype = _common_dtype(x, dout)
-    zero = np.zeros((), dtype=dtype)
-    claimed = np.zeros(out.shape, dtype=bool)
-    if _tiles(x.shape, ph, pw, stride):
-        dx6 = np.empty((N, C, H_out, ph, W_out, pw), dtype=dtype)
-        x6 = x.reshape(dx6.shape)
-        for k in range(ph):
-            for l in range(pw):
-                hit = x6[:, :, :, k, :, l] == out
-                hit &= ~claimed
-                claimed |= hit
-                np.multiply(hit, dout, out=dx6[:, :, :, k, :, l])
-        return dx6.reshape(x.shape)
-    dx = np.zeros(x.shape, dtype=dtype)
-    for k in range(ph):
-        for l in range(pw):
-            hit = _offset_view(x, k, l, stride, H_out, W_out) == out
+    dx = np.empty(x.shape, dtype=dtype) if tiles else np.zeros(x.shape, dtype=dtype)
+    x_entries = _window_entries(x, ph, pw, stride, H_out, W_out, tiles)
+    dx_entries = _window_entries(dx, ph, pw, stride, H_out, W_out, tiles)
+    last = len(x_entries) - 1
+    claimed = None
+    for t, (x_entry, dx_entry) in enumerate(zip(x_entries, dx_entries)):
+        hit = x_entry == out
+        if claimed is None:
+            claimed = hit.copy() if t < last else None
+        else:
             hit &= ~claimed
-            claimed |= hit
-            _offset_view(dx, k, l, stride, H_out, W_out)[...] += np.where(hit, dout, zero)
+            if t < last:
+                claimed |= hit
+        if tiles:
+            np.multiply(hit, dout, out=dx_entry)
+        else:
+            dx_entry += hit * dout
     return dx

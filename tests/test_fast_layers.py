@@ -11,18 +11,18 @@ from hypothesis import strategies as st
 from lab import fast_layers, layers
 from lab.gradient_check import rel_error
 
-SETTINGS = settings(max_examples=80, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=100, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.filter_too_much])
 
 
 @st.composite
 def conv_cases(draw):
-    N = draw(st.integers(1, 3))
+    N = draw(st.integers(1, 4))
     C = draw(st.sampled_from([1, 2, 3, 5, 16, 18]))  # both internal layouts
     F = draw(st.integers(1, 20))                     # F <= C and F > C
     HH, WW = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     stride, pad = draw(st.integers(1, 3)), draw(st.integers(0, 5))
-    H_out, W_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    H_out, W_out = draw(st.integers(1, 4)), draw(st.integers(1, 7))
     H = (H_out - 1) * stride + HH - 2 * pad
     W = (W_out - 1) * stride + WW - 2 * pad
     assume(H >= 1 and W >= 1)
@@ -59,15 +59,26 @@ def pool_cases(draw):
 
 
 @SETTINGS
-@given(conv_cases())
-def test_conv_fast_equals_naive(case):
+@given(conv_cases(), st.data(), st.booleans())
+def test_conv_fast_equals_naive(case, data, full_conv_dx):
+    """Any geometry, both memory layouts (C < W' and C >= W'), chunks of one or
+    several images (the last one possibly partial) and both ways of computing dx."""
     x, w, b, param, dout = case
+    images_per_chunk = data.draw(st.integers(1, max(1, x.shape[0] - 1)))
+    K, P = w[0].size, dout[0, 0].size
+    chunk_bytes = images_per_chunk * K * P * x.itemsize
     out_naive, cache_naive = layers.conv_forward_naive(x, w, b, param)
-    out_fast, cache_fast = fast_layers.conv_forward_fast(x, w, b, param)
+    grads_naive = layers.conv_backward_naive(dout, cache_naive)
+    saved = fast_layers.CHUNK_BYTES, fast_layers.FULL_CONV_DX
+    try:
+        fast_layers.CHUNK_BYTES, fast_layers.FULL_CONV_DX = chunk_bytes, full_conv_dx
+        out_fast, cache_fast = fast_layers.conv_forward_fast(x, w, b, param)
+        grads_fast = fast_layers.conv_backward_fast(dout, cache_fast)
+    finally:
+        fast_layers.CHUNK_BYTES, fast_layers.FULL_CONV_DX = saved
     assert out_fast.shape == out_naive.shape
     assert rel_error(out_fast, out_naive) < 1e-9
-    for g_fast, g_naive in zip(fast_layers.conv_backward_fast(dout, cache_fast),
-                               layers.conv_backward_naive(dout, cache_naive)):
+    for g_fast, g_naive in zip(grads_fast, grads_naive):
         assert g_fast.shape == g_naive.shape
         assert rel_error(g_fast, g_naive) < 1e-9
 
