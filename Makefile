@@ -23,7 +23,12 @@ $(STAMP): pyproject.toml
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 
+# Two pytest workers share the machine, so each numerical library gets one
+# thread by default (also keeps printed digits independent of the core count).
+THREADS ?= 1
+
 test: $(STAMP)
+	OMP_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) \
 	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS) tests book
 
