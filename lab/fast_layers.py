@@ -10,7 +10,7 @@ Every output entry of a convolution is a dot product between a filter and one
 window of the zero-padded input ``xp``. For image ``n``, lay its windows out as
 the columns of a matrix ``cols[n]`` of shape ``(C*HH*WW, H'*W')`` (one row per
 filter tap ``(c, k, l)``, one column per output position ``(i, j)``) and the
-filters as the rows of ``w_mat`` of shape ``(F, C*HH*WW)``; then
+filters as the rows of ``w_mat`` of shape ``(F, C*HH*WW)``; then::
 
     out[n] = w_mat @ cols[n] + b          # (F, H'*W'), already NCHW
 
@@ -20,7 +20,7 @@ gives a *view* of ``xp`` with the window axes as extra dimensions,
 ``[n, c, k, l, i, j] = xp[n, c, i*s + k, j*s + l]``, so building ``cols`` is a
 single memory copy and no Python loop over windows.
 
-The backward pass is two more products with the same operands,
+The backward pass is two more products with the same operands::
 
     dw_mat = sum_n dout[n] @ cols[n].T    # (F, C*HH*WW)
     dcols[n] = w_mat.T @ dout[n]          # (C*HH*WW, H'*W')
@@ -31,7 +31,7 @@ accumulated with one strided slice-add per kernel tap ``(k, l)``: ``HH*WW``
 vectorised additions rather than a loop over windows. At stride 1 with no
 more filters than channels, ``dx`` is instead the "full" convolution of the
 zero-padded ``dout`` with the flipped filters, computed by the same im2col and
-matmul, which needs no col2im at all:
+matmul, which needs no col2im at all::
 
     dx[n, c, y, x] = sum_{f, k, l} doutp[n, f, y + k, x + l] * w[f, c, HH-1-k, WW-1-l]
 
@@ -53,7 +53,8 @@ walk the batch a few images at a time, with the im2col matrices of one chunk
 cache and is reused by every chunk. The backward pass rebuilds each chunk's
 ``cols`` from the padded input (a cheap copy within the cache) instead of
 keeping them from the forward pass, so the cache between the passes holds
-only the padded input.
+only the padded input; a batch small enough to be a single chunk keeps its
+``cols`` instead.
 
 Max pooling
 -----------
@@ -77,7 +78,7 @@ __all__ = ["conv_forward_fast", "conv_backward_fast",
            "max_pool_forward_fast", "max_pool_backward_fast"]
 
 #: Size in bytes of the im2col buffer for one chunk of images.
-CHUNK_BYTES = 4 * 2**20
+CHUNK_BYTES = 8 * 2**20
 #: Compute dx as a full convolution where it applies (stride 1, F <= C,
 #: pad < kernel size); False always uses col2im. Both give the same numbers.
 FULL_CONV_DX = True
@@ -194,7 +195,8 @@ def conv_forward_fast(x, w, b, conv_param):
     -------
     out : ndarray, shape (N, F, H', W'), in the dtype of the inputs
         (float32 only if x, w and b all are).
-    cache : tuple for :func:`conv_backward_fast`; holds the padded input.
+    cache : tuple for :func:`conv_backward_fast`; holds the padded input (and
+        the im2col matrices when the batch is a single chunk).
     """
     x, w, b, stride, pad, H_out, W_out = _conv_geometry(x, w, b, conv_param)
     N, C, H, W = x.shape
@@ -214,14 +216,17 @@ def conv_forward_fast(x, w, b, conv_param):
         cols = _im2col(xp[n0:n1], HH, WW, stride, H_out, W_out, buf, channels_last)
         np.matmul(w_mat, cols, out=out3[n0:n1])       # (n, F, H'*W')
         out3[n0:n1] += bias
-    return out, (xp, w, w_mat, x.shape, stride, pad, channels_last)
+    # a batch that fits in one chunk keeps its im2col matrices for the backward pass
+    kept_cols = cols if chunk == N else None
+    return out, (xp, w, w_mat, x.shape, stride, pad, channels_last, kept_cols)
 
 
 def conv_backward_fast(dout, cache):
     """Backward pass of :func:`conv_forward_fast`; the same gradients as
     :func:`lab.layers.conv_backward_naive`.
 
-    Per chunk of images, with ``cols`` rebuilt from the padded input:
+    Per chunk of images, with ``cols`` the chunk's im2col matrices (kept
+    from the forward pass or rebuilt from the padded input):
     ``dw_mat += sum_n dout[n] @ cols[n].T``, and either
     ``dcols[n] = w_mat.T @ dout[n]`` summed back onto the pixels (col2im) or,
     at stride 1 with ``F <= C``, ``dx`` as the full convolution of ``dout``
@@ -239,7 +244,7 @@ def conv_backward_fast(dout, cache):
     dw : ndarray, shape (F, C, HH, WW)
     db : ndarray, shape (F,)
     """
-    xp, w, w_mat, x_shape, stride, pad, channels_last = cache
+    xp, w, w_mat, x_shape, stride, pad, channels_last, kept_cols = cache
     N, C, H, W = x_shape
     F, _, HH, WW = w.shape
     H_out = (H + 2 * pad - HH) // stride + 1
@@ -252,8 +257,9 @@ def conv_backward_fast(dout, cache):
     dw_mat = np.zeros((F, K), dtype=dtype)
 
     # dx as a full convolution: pad dout by (HH-1-pad, WW-1-pad), correlate
-    # with the flipped filters, channels-last so that dx comes out NCHW
-    full = FULL_CONV_DX and stride == 1 and F <= C and pad <= min(HH, WW) - 1
+    # with the flipped filters (taps (k, l, f), channels-last im2col of dout)
+    # so that w_flip @ dcols[n] is dx[n] in NCHW order
+    full = FULL_CONV_DX and stride == 1 and F <= C and pad < min(HH, WW)
     if full:
         doutp = _pad(dout, HH - 1 - pad, WW - 1 - pad, channels_last=True)
         w_flip = w[:, :, ::-1, ::-1].transpose(1, 2, 3, 0).reshape(C, HH * WW * F)
@@ -261,14 +267,17 @@ def conv_backward_fast(dout, cache):
         dx3 = dx.reshape(N, C, H * W)
     else:
         dxp = np.zeros(xp.shape, dtype=dtype)
-    chunk = _chunk_images(N, K * P * xp.itemsize)
-    buf = np.empty(chunk * K * P, dtype=dtype)
+    chunk = N if kept_cols is not None else _chunk_images(N, K * P * xp.itemsize)
+    buf = None if kept_cols is not None else np.empty(chunk * K * P, dtype=dtype)
     dbuf = np.empty(chunk * max(K * P, HH * WW * F * H * W if full else 0), dtype=dtype)
 
     for n0 in range(0, N, chunk):
         n1 = min(N, n0 + chunk)
         n = n1 - n0
-        cols = _im2col(xp[n0:n1], HH, WW, stride, H_out, W_out, buf, channels_last)
+        if kept_cols is not None:
+            cols = kept_cols
+        else:
+            cols = _im2col(xp[n0:n1], HH, WW, stride, H_out, W_out, buf, channels_last)
         d = dout3[n0:n1]                                            # (n, F, P)
         dw_mat += np.matmul(d, cols.transpose(0, 2, 1)).sum(axis=0)
         if full:

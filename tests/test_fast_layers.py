@@ -69,13 +69,16 @@ def test_conv_fast_equals_naive(case, data, full_conv_dx):
     chunk_bytes = images_per_chunk * K * P * x.itemsize
     out_naive, cache_naive = layers.conv_forward_naive(x, w, b, param)
     grads_naive = layers.conv_backward_naive(dout, cache_naive)
-    saved = fast_layers.CHUNK_BYTES, fast_layers.FULL_CONV_DX
+    names = ("CHUNK_BYTES", "FULL_CONV_DX")
+    saved = [getattr(fast_layers, name) for name in names]
     try:
-        fast_layers.CHUNK_BYTES, fast_layers.FULL_CONV_DX = chunk_bytes, full_conv_dx
+        for name, value in zip(names, (chunk_bytes, full_conv_dx)):
+            setattr(fast_layers, name, value)
         out_fast, cache_fast = fast_layers.conv_forward_fast(x, w, b, param)
         grads_fast = fast_layers.conv_backward_fast(dout, cache_fast)
     finally:
-        fast_layers.CHUNK_BYTES, fast_layers.FULL_CONV_DX = saved
+        for name, value in zip(names, saved):
+            setattr(fast_layers, name, value)
     assert out_fast.shape == out_naive.shape
     assert rel_error(out_fast, out_naive) < 1e-9
     for g_fast, g_naive in zip(grads_fast, grads_naive):
