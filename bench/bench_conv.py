@@ -14,18 +14,26 @@ Each time is the minimum over repeats after a warm-up call; the fast and torch
 versions are timed in alternation so that a busy machine slows both alike.
 PyTorch is given as many threads as NumPy's BLAS uses.
 
-Run ``python bench/bench_conv.py`` (``--quick`` for fewer repeats), or call
+Run ``python bench/bench_conv.py`` (``--quick`` for fewer repeats,
+``--threads N`` to give NumPy's BLAS and PyTorch N threads), or call
 ``run(quick=False)`` from a notebook for the rows as a list of dicts.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
-import numpy as np
+if __name__ == "__main__" and "--threads" in sys.argv[1:-1]:
+    # BLAS reads its thread count when NumPy is imported, so set it first
+    _n = sys.argv[sys.argv.index("--threads") + 1]
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = _n
 
-from lab import fast_layers, layers
+import numpy as np  # noqa: E402
+
+from lab import fast_layers, layers  # noqa: E402
 
 CONV_CASES = [
     # name, x shape, w shape, stride, pad, time the naive version
@@ -213,7 +221,11 @@ def format_table(rows) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for NumPy's BLAS and PyTorch (default: all CPUs)")
     args = parser.parse_args(argv)
+    if args.threads is not None and blas_threads() != args.threads:
+        parser.error("--threads must come before NumPy is imported: run this file as a script")
     rows = run(quick=args.quick)
     print(f"NumPy BLAS and torch threads: {rows[0]['threads']}")
     for name, xs, ws, stride, pad, _ in CONV_CASES:

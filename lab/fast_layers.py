@@ -15,7 +15,10 @@ filters as the rows of ``w_mat`` of shape ``(F, C*HH*WW)``; then::
     out[n] = w_mat @ cols[n] + b          # (F, H'*W'), already NCHW
 
 for every image, one ``np.matmul`` over the stack of images, which BLAS
-computes near the machine's peak speed. ``np.lib.stride_tricks.as_strided``
+computes near the machine's peak speed. (The bias rides along as the weight of
+an extra input that is always 1: ``cols[n]`` gets a last row of ones and
+``w_mat`` a last column ``b``, so the same product adds it, and the backward
+product below returns ``db`` as the last column of ``dw_mat``.) ``np.lib.stride_tricks.as_strided``
 gives a *view* of ``xp`` with the window axes as extra dimensions,
 ``[n, c, k, l, i, j] = xp[n, c, i*s + k, j*s + l]``, so building ``cols`` is a
 single memory copy and no Python loop over windows.
@@ -106,18 +109,20 @@ def _pad(x, pad_h, pad_w, channels_last):
     return xp
 
 
-def _im2col(xp, HH, WW, stride, H_out, W_out, buf, channels_last):
+def _im2col(xp, HH, WW, stride, H_out, W_out, buf, channels_last, ones=False):
     """The im2col matrices of a chunk of padded images, copied into ``buf``.
 
     Parameters
     ----------
     xp : ndarray, shape (n, C, Hp, Wp), or (n, Hp, Wp, C) if ``channels_last``
-    buf : 1-D ndarray with at least ``n * C*HH*WW * H'*W'`` entries
+    buf : 1-D ndarray with at least ``n * (C*HH*WW + ones) * H'*W'`` entries
         Scratch memory the matrices are written to.
+    ones : bool
+        Append a row of ones (the constant input that the bias multiplies).
 
     Returns
     -------
-    cols : ndarray, shape (n, K, H'*W') with K = C*HH*WW
+    cols : ndarray, shape (n, K, H'*W') with K = C*HH*WW (+ 1 with ``ones``)
         ``cols[m, tap, i*W' + j] = xp[m, c, i*stride + k, j*stride + l]``,
         the taps ordered (c, k, l) channels-first (a C-contiguous array) or
         (k, l, c) channels-last (a transposed view of a C-contiguous
@@ -125,22 +130,29 @@ def _im2col(xp, HH, WW, stride, H_out, W_out, buf, channels_last):
     """
     n = xp.shape[0]
     if channels_last:
-        _, _, _, C = xp.shape
+        C = xp.shape[3]
         sn, sh, sw, sc = xp.strides
         shape = (n, H_out, W_out, HH, WW, C)
         strides = (sn, stride * sh, stride * sw, sh, sw, sc)
     else:
-        _, C, _, _ = xp.shape
+        C = xp.shape[1]
         sn, sc, sh, sw = xp.strides
         shape = (n, C, HH, WW, H_out, W_out)
         strides = (sn, sc, sh, sw, stride * sh, stride * sw)
     windows = as_strided(xp, shape, strides, writeable=False)
     K, P = C * HH * WW, H_out * W_out
-    dst = buf[:n * K * P].reshape(shape)
-    np.copyto(dst, windows)
+    rows = K + 1 if ones else K
     if channels_last:
-        return dst.reshape(n, P, K).transpose(0, 2, 1)
-    return dst.reshape(n, K, P)
+        cols = buf[:n * P * rows].reshape(n, P, rows)
+        np.copyto(cols[:, :, :K].reshape(shape), windows)
+        if ones:
+            cols[:, :, K] = 1
+        return cols.transpose(0, 2, 1)
+    cols = buf[:n * rows * P].reshape(n, rows, P)
+    np.copyto(cols[:, :K, :].reshape(shape), windows)
+    if ones:
+        cols[:, K, :] = 1
+    return cols
 
 
 def _col2im_add(dcols, dxp, stride, channels_last):
@@ -204,18 +216,19 @@ def conv_forward_fast(x, w, b, conv_param):
     K, P = C * HH * WW, H_out * W_out
     channels_last = _use_channels_last(C, W_out)
     xp = _pad(x, pad, pad, channels_last)
-    # filters as rows, taps in the order of the im2col rows
-    w_mat = (w.transpose(0, 2, 3, 1) if channels_last else w).reshape(F, K)
+    # filters as rows, taps in the order of the im2col rows, and the bias as
+    # the weight of an extra input that is always 1
+    w_mat = np.empty((F, K + 1), dtype=x.dtype)
+    w_mat[:, :K] = (w.transpose(0, 2, 3, 1) if channels_last else w).reshape(F, K)
+    w_mat[:, K] = b
     out = np.empty((N, F, H_out, W_out), dtype=x.dtype)
     out3 = out.reshape(N, F, P)
-    bias = b.reshape(F, 1)
-    chunk = _chunk_images(N, K * P * x.itemsize)
-    buf = np.empty(chunk * K * P, dtype=x.dtype)
+    chunk = _chunk_images(N, (K + 1) * P * x.itemsize)
+    buf = np.empty(chunk * (K + 1) * P, dtype=x.dtype)
     for n0 in range(0, N, chunk):
         n1 = min(N, n0 + chunk)
-        cols = _im2col(xp[n0:n1], HH, WW, stride, H_out, W_out, buf, channels_last)
-        np.matmul(w_mat, cols, out=out3[n0:n1])       # (n, F, H'*W')
-        out3[n0:n1] += bias
+        cols = _im2col(xp[n0:n1], HH, WW, stride, H_out, W_out, buf, channels_last, ones=True)
+        np.matmul(w_mat, cols, out=out3[n0:n1])       # (n, F, H'*W'), bias included
     # a batch that fits in one chunk keeps its im2col matrices for the backward pass
     kept_cols = cols if chunk == N else None
     return out, (xp, w, w_mat, x.shape, stride, pad, channels_last, kept_cols)
@@ -230,8 +243,8 @@ def conv_backward_fast(dout, cache):
     ``dw_mat += sum_n dout[n] @ cols[n].T``, and either
     ``dcols[n] = w_mat.T @ dout[n]`` summed back onto the pixels (col2im) or,
     at stride 1 with ``F <= C``, ``dx`` as the full convolution of ``dout``
-    with the flipped filters. ``db`` is the sum of ``dout`` over images and
-    positions.
+    with the flipped filters. ``db``, the sum of ``dout`` over images and
+    positions, is the column of ``dw_mat`` that belongs to the row of ones.
 
     Parameters
     ----------
@@ -253,8 +266,9 @@ def conv_backward_fast(dout, cache):
     dout = np.ascontiguousarray(_check_dout(dout, (N, F, H_out, W_out)), dtype=dtype)
     K, P = C * HH * WW, H_out * W_out
     dout3 = dout.reshape(N, F, P)
-    db = dout.sum(axis=(0, 2, 3))
-    dw_mat = np.zeros((F, K), dtype=dtype)
+    # gradient of [w_mat | b]: the last column, dout times the constant 1, is db
+    dwb = np.zeros((F, K + 1), dtype=dtype)
+    w_mat = w_mat[:, :K]
 
     # dx as a full convolution: pad dout by (HH-1-pad, WW-1-pad), correlate
     # with the flipped filters (taps (k, l, f), channels-last im2col of dout)
@@ -267,8 +281,8 @@ def conv_backward_fast(dout, cache):
         dx3 = dx.reshape(N, C, H * W)
     else:
         dxp = np.zeros(xp.shape, dtype=dtype)
-    chunk = N if kept_cols is not None else _chunk_images(N, K * P * xp.itemsize)
-    buf = None if kept_cols is not None else np.empty(chunk * K * P, dtype=dtype)
+    chunk = N if kept_cols is not None else _chunk_images(N, (K + 1) * P * xp.itemsize)
+    buf = None if kept_cols is not None else np.empty(chunk * (K + 1) * P, dtype=dtype)
     dbuf = np.empty(chunk * max(K * P, HH * WW * F * H * W if full else 0), dtype=dtype)
 
     for n0 in range(0, N, chunk):
@@ -277,9 +291,10 @@ def conv_backward_fast(dout, cache):
         if kept_cols is not None:
             cols = kept_cols
         else:
-            cols = _im2col(xp[n0:n1], HH, WW, stride, H_out, W_out, buf, channels_last)
+            cols = _im2col(xp[n0:n1], HH, WW, stride, H_out, W_out, buf, channels_last,
+                           ones=True)
         d = dout3[n0:n1]                                            # (n, F, P)
-        dw_mat += np.matmul(d, cols.transpose(0, 2, 1)).sum(axis=0)
+        dwb += np.matmul(d, cols.transpose(0, 2, 1)).sum(axis=0)
         if full:
             dcols = _im2col(doutp[n0:n1], HH, WW, 1, H, W, dbuf, channels_last=True)
             np.matmul(w_flip, dcols, out=dx3[n0:n1])
@@ -297,10 +312,11 @@ def conv_backward_fast(dout, cache):
             dx = np.ascontiguousarray(dxp[:, pad:pad + H, pad:pad + W, :].transpose(0, 3, 1, 2))
         else:
             dx = np.ascontiguousarray(dxp[:, :, pad:pad + H, pad:pad + W])
+    db = dwb[:, K].copy()
     if channels_last:
-        dw = np.ascontiguousarray(dw_mat.reshape(F, HH, WW, C).transpose(0, 3, 1, 2))
+        dw = np.ascontiguousarray(dwb[:, :K].reshape(F, HH, WW, C).transpose(0, 3, 1, 2))
     else:
-        dw = dw_mat.reshape(F, C, HH, WW)
+        dw = np.ascontiguousarray(dwb[:, :K]).reshape(F, C, HH, WW)
     return dx, dw, db
 
 
