@@ -75,9 +75,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ._validate import positive_int
 from .layers import _check_dout, _common_dtype, _conv_geometry, _pool_geometry
 
-__all__ = ["conv_forward_fast", "conv_backward_fast",
+__all__ = ["im2col", "conv_forward_fast", "conv_backward_fast",
            "max_pool_forward_fast", "max_pool_backward_fast"]
 
 #: Size in bytes of the im2col buffer for one chunk of images.
@@ -416,3 +417,36 @@ def max_pool_backward_fast(dout, cache):
         else:
             dx_entry += hit * dout
     return dx
+
+
+def im2col(x, HH, WW, stride=1, pad=0):
+    """The im2col matrix of a convolution, in the textbook layout.
+
+    Every window of the zero-padded input becomes one column, so that a
+    convolution is the single product ``w.reshape(F, -1) @ im2col(...)``.
+    (``conv_forward_fast`` builds the same matrix internally, in whichever
+    layout is fastest for the shape at hand; this function is for reading.)
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+    HH, WW : int
+        Filter height and width.
+    stride, pad : int
+
+    Returns
+    -------
+    cols : ndarray, shape (C*HH*WW, N*H'*W')
+        ``cols[(c*HH + k)*WW + l, (n*H' + i)*W' + j] = xpad[n, c, i*stride + k, j*stride + l]``.
+    """
+    HH = positive_int(HH, "HH")
+    WW = positive_int(WW, "WW")
+    x = np.asarray(x)
+    C = x.shape[1] if x.ndim == 4 else 1
+    x, _, _, stride, pad, H_out, W_out = _conv_geometry(
+        x, np.zeros((1, C, HH, WW)), np.zeros(1), {"stride": stride, "pad": pad})
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (HH, WW), axis=(2, 3))
+    win = win[:, :, ::stride, ::stride]                   # (N, C, H', W', HH, WW)
+    N = x.shape[0]
+    return win.transpose(1, 4, 5, 0, 2, 3).reshape(C * HH * WW, N * H_out * W_out)
