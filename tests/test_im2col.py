@@ -5,7 +5,7 @@ from lab.fast_layers import im2col
 from lab.layers import conv_forward_naive
 
 
-@pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1), (3, 2)])
+@pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1), (3, 1)])
 def test_im2col_layout_and_convolution(stride, pad):
     rng = np.random.default_rng(stride + pad)
     x = rng.standard_normal((2, 3, 7, 7))
