@@ -586,7 +586,7 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
                          f"{x.shape}), got {gamma.shape}")
     flat = x.transpose(0, 2, 3, 1).reshape(N * H * W, C)
     out, cache = batchnorm_forward(flat, gamma, beta, bn_param)
-    return out.reshape(N, H, W, C).transpose(0, 3, 1, 2), (x.shape, cache)
+    return np.ascontiguousarray(out.reshape(N, H, W, C).transpose(0, 3, 1, 2)), (x.shape, cache)
 
 
 def spatial_batchnorm_backward(dout, cache):
@@ -607,7 +607,7 @@ def spatial_batchnorm_backward(dout, cache):
     dout = _check_dout(dout, shape)
     flat = dout.transpose(0, 2, 3, 1).reshape(N * H * W, C)
     dx, dgamma, dbeta = batchnorm_backward_alt(flat, bn_cache)
-    return dx.reshape(N, H, W, C).transpose(0, 3, 1, 2), dgamma, dbeta
+    return np.ascontiguousarray(dx.reshape(N, H, W, C).transpose(0, 3, 1, 2)), dgamma, dbeta
 
 
 # ----------------------------------------------------------------------------
