@@ -41,7 +41,8 @@ import numpy as np
 from lab._validate import as_float_array, finite_float, nonneg_int, positive_int
 
 __all__ = [
-    "AEParams", "init_weights", "sigmoid", "forward", "reconstruct", "ae_cost",
+    "AEParams", "CostTerms", "init_weights", "sigmoid", "forward", "reconstruct", "ae_cost",
+    "cost_terms", "reconstruction_error",
     "pack", "unpack", "train_gd", "train_lbfgs", "train_adam",
 ]
 
@@ -480,6 +481,53 @@ def ae_cost(We, data, params):
     arrays, p = _prepare(We, data, params)
     J, grads = _checked_cost(arrays[:4], arrays[4], p)
     return arrays[4].dtype.type(J), grads
+
+
+class CostTerms(NamedTuple):
+    """The three terms of the sparse autoencoder's cost J (Python floats)."""
+
+    reconstruction: float
+    weight_decay: float
+    sparsity: float
+
+    @property
+    def total(self) -> float:
+        """J, the sum of the three terms."""
+        return self.reconstruction + self.weight_decay + self.sparsity
+
+
+def reconstruction_error(We, data) -> float:
+    """The cost's data term ``1/(2N) sum_m ||d(m) - o(m)||^2`` on ``data`` (N, L_in).
+
+    Useful on held-out patches, where the regularisers do not apply.
+    """
+    W1, W2, b1, b2 = _check_we(We)
+    x = _check_data(data, W1.shape[0])
+    if W2.shape[1] != x.shape[1]:
+        raise ValueError(f"the reconstruction error needs L_out == L_in, got W2 of shape "
+                         f"{W2.shape} for data with {x.shape[1]} columns")
+    out = reconstruct((W1, W2, b1, b2), x)
+    return float(0.5 * np.sum((x - out) ** 2, dtype=np.float64) / x.shape[0])
+
+
+def cost_terms(We, data, params) -> CostTerms:
+    """J split into its three terms: reconstruction, weight decay and sparsity.
+
+    ``cost_terms(We, data, params).total`` equals ``ae_cost(We, data, params)[0]``
+    up to rounding; the sparsity term clips rho_hat exactly as ``ae_cost`` does.
+
+    Parameters
+    ----------
+    We : tuple (W1, W2, b1, b2)
+    data : ndarray, shape (N, L_in)
+    params : AEParams or tuple (L_in, L_hid, lambda, beta, rho)
+    """
+    (W1, W2, b1, b2, x), p = _prepare(We, data, params, check_finite=True)
+    hidden, out = forward((W1, W2, b1, b2), x)
+    recon = 0.5 * float(np.sum((x - out) ** 2, dtype=np.float64)) / x.shape[0]
+    decay = 0.5 * p.lam * (float(np.vdot(W1, W1)) + float(np.vdot(W2, W2)))
+    sparse = _sparsity(hidden, p)[0] if p.beta else 0.0
+    return CostTerms(recon, decay, float(sparse))
 
 
 # --------------------------------------------------------------------------- #

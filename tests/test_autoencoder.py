@@ -511,3 +511,32 @@ def test_blocked_output_layer_matches_single_block(monkeypatch):
     num = eval_numerical_gradient(lambda t: ae.ae_cost(ae.unpack(t, L_IN, L_HID), x, params)[0],
                                   theta.copy(), h=1e-5)
     assert norm_rel_error(num, ae.pack(g_blk)) < 1e-9
+
+
+def test_cost_terms_sum_to_J_and_match_a_direct_computation():
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0.1, 0.9, size=(40, 12))
+    We = ae.init_weights(12, 6, seed=2)
+    p = ae.AEParams(12, 6, 3e-3, 0.7, 0.1)
+    terms = ae.cost_terms(We, x, p)
+    J = ae.ae_cost(We, x, p)[0]
+    assert abs(terms.total - J) <= 1e-12 * abs(J)
+    W1, W2, b1, b2 = We
+    a = 1 / (1 + np.exp(-(x @ W1 + b1)))
+    o = 1 / (1 + np.exp(-(a @ W2 + b2)))
+    rh = a.mean(axis=0)
+    kl = 0.1 * np.log(0.1 / rh) + 0.9 * np.log(0.9 / (1 - rh))
+    assert terms.reconstruction == pytest.approx(0.5 * np.sum((x - o) ** 2) / 40, rel=1e-12)
+    assert terms.weight_decay == pytest.approx(1.5e-3 * (np.sum(W1 ** 2) + np.sum(W2 ** 2)), rel=1e-12)
+    assert terms.sparsity == pytest.approx(0.7 * np.sum(kl), rel=1e-12)
+    assert ae.reconstruction_error(We, x) == pytest.approx(terms.reconstruction, rel=1e-12)
+    no_reg = ae.cost_terms(We, x, ae.AEParams(12, 6, 0.0, 0.0, 0.1))
+    assert no_reg.weight_decay == 0.0 and no_reg.sparsity == 0.0
+
+
+def test_cost_terms_bad_input():
+    We = ae.init_weights(12, 6, seed=2)
+    with pytest.raises(ValueError, match="data"):
+        ae.cost_terms(We, np.zeros((4, 11)), (12, 6, 0.0, 0.0, 0.1))
+    with pytest.raises(ValueError, match="NaN"):
+        ae.reconstruction_error(We, np.full((4, 12), np.nan))
