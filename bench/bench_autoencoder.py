@@ -24,26 +24,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
+
+from _timing import min_times  # bench/ is on sys.path when these run
 
 N, L_IN, L_HID = 10240, 256, 64
 LAM, BETA, RHO = 1e-4, 3.0, 0.01
 BACKENDS = ("NumPy (by hand)", "PyTorch autograd", "TF GradientTape")
-
-
-def _min_times(funcs, repeats, warmup=2):
-    """Call every function ``warmup`` times, then ``repeats`` rounds of all of
-    them in turn; return the minimum seconds of each."""
-    for _ in range(warmup):
-        for f in funcs:
-            f()
-    best = [float("inf")] * len(funcs)
-    for _ in range(repeats):
-        for i, f in enumerate(funcs):
-            t0 = time.perf_counter()
-            f()
-            best[i] = min(best[i], time.perf_counter() - t0)
-    return best
 
 
 def _set_threads(threads):
@@ -135,7 +121,7 @@ def run(quick=False, repeats=None, n=N, l_in=L_IN, l_hid=L_HID,
     rows = []
     for dtype in dtypes:
         funcs, costs = _callables(np.dtype(dtype), n, l_in, l_hid)
-        times = _min_times(funcs, repeats)
+        times = min_times(funcs, repeats, warmup=2)
         for backend, t, J in zip(BACKENDS, times, costs):
             rows.append({"dtype": np.dtype(dtype).name, "backend": backend, "ms": 1e3 * t,
                          "vs_numpy": t / times[0], "J": J})

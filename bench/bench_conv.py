@@ -25,6 +25,8 @@ import os
 import sys
 import time
 
+from _timing import min_times  # bench/ is on sys.path when these run
+
 if __name__ == "__main__" and "--threads" in sys.argv[1:-1]:
     # BLAS reads its thread count when NumPy is imported, so set it first
     _n = sys.argv[sys.argv.index("--threads") + 1]
@@ -57,20 +59,6 @@ def blas_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
-
-
-def _min_times(funcs, repeats):
-    """Call every function once (warm-up), then ``repeats`` rounds of all of
-    them in turn; return the minimum seconds of each."""
-    for f in funcs:
-        f()
-    best = [float("inf")] * len(funcs)
-    for _ in range(repeats):
-        for i, f in enumerate(funcs):
-            t0 = time.perf_counter()
-            f()
-            best[i] = min(best[i], time.perf_counter() - t0)
-    return best
 
 
 def _naive_times(forward, backward, args, small_args, param, repeats):
@@ -128,7 +116,7 @@ def _conv_rows(torch, case, dtype, repeats, naive_repeats):
         xt.grad = wt.grad = bt.grad = None
         F.conv2d(xt, wt, bt, stride=stride, padding=pad).backward(dout_t)
 
-    tf, tfb, ttf, ttfb = _min_times([fast_f, fast_fb, torch_f, torch_fb], repeats)
+    tf, tfb, ttf, ttfb = min_times([fast_f, fast_fb, torch_f, torch_fb], repeats)
     nf = nfb = None
     if with_naive:
         small = (x[:2], w, b)
@@ -166,7 +154,7 @@ def _pool_rows(torch, case, dtype, repeats, naive_repeats):
         xt.grad = None
         F.max_pool2d(xt, (ph, pw), stride=stride).backward(dout_t)
 
-    tf, tfb, ttf, ttfb = _min_times([fast_f, fast_fb, torch_f, torch_fb], repeats)
+    tf, tfb, ttf, ttfb = min_times([fast_f, fast_fb, torch_f, torch_fb], repeats)
     nf = nfb = None
     if with_naive:
         nf, nb = _naive_times(layers.max_pool_forward_naive, layers.max_pool_backward_naive,
