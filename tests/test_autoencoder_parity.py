@@ -247,11 +247,13 @@ def test_keras_models_in_a_sweep_trace_quietly():
     assert not [r for r in records if "retracing" in r], records
 
 
-def test_bench_runs_and_backends_agree():
+def test_bench_runs_and_backends_agree(monkeypatch):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "bench_autoencoder.py"
+    bench_dir = Path(__file__).resolve().parents[1] / "bench"
+    monkeypatch.syspath_prepend(str(bench_dir))   # as when the script runs: its helpers beside it
+    path = bench_dir / "bench_autoencoder.py"
     spec = importlib.util.spec_from_file_location("bench_autoencoder", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
