@@ -28,35 +28,21 @@ import numbers
 
 import numpy as np
 
-from ._validate import finite_float, nonneg_int
+from ._validate import as_float_array, finite_float, nonneg_int
 
 __all__ = ["sgd", "sgd_momentum", "rmsprop", "adam"]
 
 
 def _check_params(w, dw):
     """Validate ``w`` and ``dw``: real floating-point arrays of one shape, finite."""
-    arrays = []
-    for name, a in (("w", w), ("dw", dw)):
-        if not isinstance(a, np.ndarray):
-            try:
-                a = np.asarray(a)
-            except Exception as exc:  # pragma: no cover - exotic inputs
-                raise TypeError(f"{name} must be array-like, got {type(a).__name__}") from exc
-        if a.dtype.kind in "iu":
-            a = a.astype(np.float64)
-        elif a.dtype.kind != "f":
-            raise TypeError(f"{name} must hold real floating-point numbers, got dtype {a.dtype}")
-        arrays.append(a)
-    w, dw = arrays
+    w = as_float_array(w, "w")
+    try:
+        dw = as_float_array(dw, "dw")
+    except ValueError as exc:  # only raised for NaN/inf here
+        raise ValueError(f"{exc} (shape {np.shape(dw)}); training has probably diverged, "
+                         "try a smaller learning_rate") from None
     if w.shape != dw.shape:
         raise ValueError(f"dw must have the shape of w, {w.shape}, got {dw.shape}")
-    if not np.all(np.isfinite(w)):
-        raise ValueError(f"w contains NaN or inf (shape {w.shape})")
-    if not np.all(np.isfinite(dw)):
-        raise ValueError(
-            f"dw contains NaN or inf (shape {dw.shape}); training has probably diverged, "
-            "try a smaller learning_rate"
-        )
     return w, dw
 
 
