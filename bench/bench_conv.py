@@ -10,9 +10,12 @@ forward pass and for forward + backward, in float32 and float64:
 * conv x=(64, 64, 16, 16), w=(64, 64, 3, 3), stride 1, pad 1;
 * 2x2 / stride-2 max pooling on x=(100, 3, 32, 32) (naive timed too).
 
-Each time is the minimum over repeats after a warm-up call; the fast and torch
-versions are timed in alternation so that a busy machine slows both alike.
-PyTorch is given as many threads as NumPy's BLAS uses.
+Each time is the minimum over blocks of consecutive calls, each block after a
+short pause and a warm-up call; the blocks of the fast and torch versions take
+turns, so that a busy machine slows both alike (see ``_timing.min_times`` for
+why calls of the two libraries are not interleaved one by one). PyTorch is
+given as many threads as NumPy's BLAS uses, and so is ``lab.fast_layers``,
+which splits each batch between that many threads.
 
 Run ``python bench/bench_conv.py`` (``--quick`` for fewer repeats,
 ``--threads N`` to give NumPy's BLAS and PyTorch N threads), or call
@@ -177,7 +180,7 @@ def run(quick: bool = False) -> list[dict]:
     threads = blas_threads()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    repeats, naive_repeats = (5, 1) if quick else (20, 2)
+    repeats, naive_repeats = (3, 1) if quick else (10, 2)
     rows = []
     try:
         for dtype in (np.float32, np.float64):

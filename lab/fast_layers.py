@@ -56,8 +56,29 @@ walk the batch a few images at a time, with the im2col matrices of one chunk
 cache and is reused by every chunk. The backward pass rebuilds each chunk's
 ``cols`` from the padded input (a cheap copy within the cache) instead of
 keeping them from the forward pass, so the cache between the passes holds
-only the padded input; a batch small enough to be a single chunk keeps its
-``cols`` instead.
+only the padded input; a part of the batch (see Threads) that is a single
+chunk keeps its ``cols`` instead.
+
+With few channels the per-image products are small, and the layers multiply
+``w_mat`` with a chunk's stack of ``cols[n]`` (one ``np.matmul`` that loops
+over the images); channels-last, a chunk's ``cols`` are one contiguous
+``(n*H'*W', K)`` matrix and each product is a single large one for the whole
+chunk, whose result is transposed to NCHW.
+
+Threads
+-------
+Split a batch in parts and every step above (padding, im2col, the products,
+col2im) runs on each part independently; only ``dw`` and ``db`` are sums over
+all the images. The layers therefore give each of :data:`THREADS` threads its
+own part of the batch (a pool of Python threads: NumPy lets go of the
+interpreter lock inside its loops and BLAS calls, so the parts run in
+parallel) and add up the parts' ``dw`` at the end. Meanwhile BLAS is held to
+one thread (with ``threadpoolctl``): the per-part products are too small for
+BLAS's own threads to pay off, and two levels of threads would compete for
+the same cores. By default :data:`THREADS` is the number of threads NumPy's
+BLAS is set to use, so ``OMP_NUM_THREADS=1`` makes the layers single-threaded
+too. Parts smaller than :data:`MIN_PART_MACS` multiply-adds are not worth
+a thread and are not split off.
 
 Max pooling
 -----------
@@ -72,8 +93,12 @@ exactly as the naive version does, accumulating where windows overlap.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+from threadpoolctl import ThreadpoolController
 
 from ._validate import positive_int
 from .layers import _check_dout, _common_dtype, _conv_geometry, _pool_geometry
@@ -88,6 +113,14 @@ CHUNK_BYTES = 8 * 2**20
 FULL_CONV_DX = True
 
 
+#: Threads a convolution runs on, each taking its own part of the batch;
+#: ``None`` (the default) uses as many as NumPy's BLAS is set to use (see
+#: ``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS``, or ``threadpoolctl``).
+THREADS = None
+#: Fewest multiply-adds worth a thread of their own.
+MIN_PART_MACS = 2_000_000
+
+
 # ----------------------------------------------------------------------------
 # Convolution
 # ----------------------------------------------------------------------------
@@ -97,17 +130,88 @@ def _chunk_images(N, bytes_per_image):
     return max(1, min(N, CHUNK_BYTES // max(1, bytes_per_image)))
 
 
-def _pad(x, pad_h, pad_w, channels_last):
-    """Zero-pad the spatial axes of NCHW ``x``: returns (N, C, Hp, Wp), or
-    (N, Hp, Wp, C) when ``channels_last``; always a new array."""
+def _padded_empty(shape, pad_h, pad_w, channels_last, dtype):
+    """Uninitialised padded array for NCHW ``shape``: (N, C, Hp, Wp), or
+    (N, Hp, Wp, C) when ``channels_last``."""
+    N, C, H, W = shape
+    Hp, Wp = H + 2 * pad_h, W + 2 * pad_w
+    return np.empty((N, Hp, Wp, C) if channels_last else (N, C, Hp, Wp), dtype=dtype)
+
+
+def _pad_into(x, xp, pad_h, pad_w, channels_last):
+    """Write NCHW ``x`` zero-padded into ``xp`` (from :func:`_padded_empty`)."""
     N, C, H, W = x.shape
     if channels_last:
-        xp = np.zeros((N, H + 2 * pad_h, W + 2 * pad_w, C), dtype=x.dtype)
+        xp[:, :pad_h] = 0
+        xp[:, pad_h + H:] = 0
+        xp[:, pad_h:pad_h + H, :pad_w] = 0
+        xp[:, pad_h:pad_h + H, pad_w + W:] = 0
         xp[:, pad_h:pad_h + H, pad_w:pad_w + W, :] = x.transpose(0, 2, 3, 1)
     else:
-        xp = np.zeros((N, C, H + 2 * pad_h, W + 2 * pad_w), dtype=x.dtype)
+        xp[:, :, :pad_h] = 0
+        xp[:, :, pad_h + H:] = 0
+        xp[:, :, pad_h:pad_h + H, :pad_w] = 0
+        xp[:, :, pad_h:pad_h + H, pad_w + W:] = 0
         xp[:, :, pad_h:pad_h + H, pad_w:pad_w + W] = x
-    return xp
+
+
+_CONTROLLER = None
+
+
+def _blas_controller():
+    """A threadpoolctl controller of the BLAS libraries loaded (made once)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController().select(user_api="blas")
+    return _CONTROLLER
+
+
+def _threads():
+    """:data:`THREADS`, or the threads NumPy's BLAS uses."""
+    if THREADS is not None:
+        return positive_int(THREADS, "lab.fast_layers.THREADS")
+    info = _blas_controller().info()
+    return max([lib["num_threads"] for lib in info] + [1])
+
+
+def _parts(N, macs_per_image):
+    """Split range(N) into contiguous parts, one per thread: as many as
+    :data:`THREADS`, but none with less than :data:`MIN_PART_MACS`
+    multiply-adds; returns a list of (n0, n1)."""
+    T = max(1, min(_threads(), N, (N * macs_per_image) // max(1, MIN_PART_MACS)))
+    bounds = [N * t // T for t in range(T + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+_POOL = None
+
+
+def _reset_pool():
+    global _POOL
+    _POOL = None
+
+
+os.register_at_fork(after_in_child=_reset_pool)
+
+
+def _map_parts(fn, parts, with_index=False):
+    """``[fn(n0, n1) for n0, n1 in parts]`` (``fn(i, n0, n1)`` with
+    ``with_index``), the first part in this thread and the others in a
+    thread pool, with BLAS held to one thread meanwhile. NumPy lets go of the
+    interpreter lock inside its loops and BLAS calls, so the parts run in
+    parallel."""
+    args = [(i, n0, n1) if with_index else (n0, n1) for i, (n0, n1) in enumerate(parts)]
+    if len(parts) == 1:
+        return [fn(*args[0])]
+    global _POOL
+    if _POOL is None or _POOL._max_workers < len(parts) - 1:
+        _POOL = ThreadPoolExecutor(max_workers=len(parts) - 1,
+                                   thread_name_prefix="lab-conv")
+    # each thread's products run on one BLAS thread, not on all of them
+    with _blas_controller().limit(limits=1):
+        futures = [_POOL.submit(fn, *a) for a in args[1:]]
+        first = fn(*args[0])
+        return [first] + [f.result() for f in futures]
 
 
 def _im2col(xp, HH, WW, stride, H_out, W_out, buf, channels_last, ones=False):
@@ -194,7 +298,8 @@ def conv_forward_fast(x, w, b, conv_param):
     ``out[n, f, i, j] = b[f] + sum_{c, k, l} w[f, c, k, l] * xp[n, c, i*s + k, j*s + l]``
     computed, a chunk of images at a time, as ``out[n] = w_mat @ cols[n]``
     with ``cols[n]`` the im2col matrix of padded image n (see the module
-    docstring).
+    docstring), on :data:`THREADS` threads, each taking its own part of the
+    batch.
 
     Parameters
     ----------
@@ -209,30 +314,48 @@ def conv_forward_fast(x, w, b, conv_param):
     out : ndarray, shape (N, F, H', W'), in the dtype of the inputs
         (float32 only if x, w and b all are).
     cache : tuple for :func:`conv_backward_fast`; holds the padded input (and
-        the im2col matrices when the batch is a single chunk).
+        the im2col matrices when each thread's part is a single chunk).
     """
     x, w, b, stride, pad, H_out, W_out = _conv_geometry(x, w, b, conv_param)
     N, C, H, W = x.shape
     F, _, HH, WW = w.shape
     K, P = C * HH * WW, H_out * W_out
     channels_last = _use_channels_last(C, W_out)
-    xp = _pad(x, pad, pad, channels_last)
     # filters as rows, taps in the order of the im2col rows, and the bias as
     # the weight of an extra input that is always 1
     w_mat = np.empty((F, K + 1), dtype=x.dtype)
     w_mat[:, :K] = (w.transpose(0, 2, 3, 1) if channels_last else w).reshape(F, K)
     w_mat[:, K] = b
+    xp = _padded_empty(x.shape, pad, pad, channels_last, x.dtype)
     out = np.empty((N, F, H_out, W_out), dtype=x.dtype)
     out3 = out.reshape(N, F, P)
-    chunk = _chunk_images(N, (K + 1) * P * x.itemsize)
-    buf = np.empty(chunk * (K + 1) * P, dtype=x.dtype)
-    for n0 in range(0, N, chunk):
-        n1 = min(N, n0 + chunk)
-        cols = _im2col(xp[n0:n1], HH, WW, stride, H_out, W_out, buf, channels_last, ones=True)
-        np.matmul(w_mat, cols, out=out3[n0:n1])       # (n, F, H'*W'), bias included
-    # a batch that fits in one chunk keeps its im2col matrices for the backward pass
-    kept_cols = cols if chunk == N else None
-    return out, (xp, w, w_mat, x.shape, stride, pad, channels_last, kept_cols)
+    parts = _parts(N, F * (K + 1) * P)
+    chunk = _chunk_images(max(n1 - n0 for n0, n1 in parts), (K + 1) * P * x.itemsize)
+
+    def forward_part(n0, n1):
+        _pad_into(x[n0:n1], xp[n0:n1], pad, pad, channels_last)
+        step = min(chunk, n1 - n0)
+        buf = np.empty(step * (K + 1) * P, dtype=x.dtype)
+        if channels_last:
+            obuf = np.empty(step * P * F, dtype=x.dtype)
+        for c0 in range(n0, n1, chunk):
+            c1 = min(n1, c0 + chunk)
+            cols = _im2col(xp[c0:c1], HH, WW, stride, H_out, W_out, buf, channels_last,
+                           ones=True)
+            if channels_last:
+                # one product for the whole chunk: (n*H'*W', K+1) @ (K+1, F)
+                n = c1 - c0
+                out_t = obuf[:n * P * F].reshape(n * P, F)
+                np.matmul(cols.transpose(0, 2, 1).reshape(n * P, K + 1), w_mat.T, out=out_t)
+                out3[c0:c1] = out_t.reshape(n, P, F).transpose(0, 2, 1)
+            else:
+                np.matmul(w_mat, cols, out=out3[c0:c1])  # (n, F, H'*W'), bias included
+        # a part that fits in one chunk keeps its im2col matrices for the backward pass
+        return cols if c0 == n0 else None
+
+    kept = _map_parts(forward_part, parts)
+    kept_cols = None if any(c is None for c in kept) else kept
+    return out, (xp, w, w_mat, x.shape, stride, pad, channels_last, parts, kept_cols)
 
 
 def conv_backward_fast(dout, cache):
@@ -246,6 +369,7 @@ def conv_backward_fast(dout, cache):
     at stride 1 with ``F <= C``, ``dx`` as the full convolution of ``dout``
     with the flipped filters. ``db``, the sum of ``dout`` over images and
     positions, is the column of ``dw_mat`` that belongs to the row of ones.
+    The batch is split between threads as in the forward pass.
 
     Parameters
     ----------
@@ -258,7 +382,7 @@ def conv_backward_fast(dout, cache):
     dw : ndarray, shape (F, C, HH, WW)
     db : ndarray, shape (F,)
     """
-    xp, w, w_mat, x_shape, stride, pad, channels_last, kept_cols = cache
+    xp, w, w_mat, x_shape, stride, pad, channels_last, parts, kept_cols = cache
     N, C, H, W = x_shape
     F, _, HH, WW = w.shape
     H_out = (H + 2 * pad - HH) // stride + 1
@@ -267,52 +391,75 @@ def conv_backward_fast(dout, cache):
     dout = np.ascontiguousarray(_check_dout(dout, (N, F, H_out, W_out)), dtype=dtype)
     K, P = C * HH * WW, H_out * W_out
     dout3 = dout.reshape(N, F, P)
-    # gradient of [w_mat | b]: the last column, dout times the constant 1, is db
-    dwb = np.zeros((F, K + 1), dtype=dtype)
     w_mat = w_mat[:, :K]
-
     # dx as a full convolution: pad dout by (HH-1-pad, WW-1-pad), correlate
     # with the flipped filters (taps (k, l, f), channels-last im2col of dout)
     # so that w_flip @ dcols[n] is dx[n] in NCHW order
     full = FULL_CONV_DX and stride == 1 and F <= C and pad < min(HH, WW)
     if full:
-        doutp = _pad(dout, HH - 1 - pad, WW - 1 - pad, channels_last=True)
         w_flip = w[:, :, ::-1, ::-1].transpose(1, 2, 3, 0).reshape(C, HH * WW * F)
-        dx = np.empty(x_shape, dtype=dtype)
-        dx3 = dx.reshape(N, C, H * W)
-    else:
-        dxp = np.zeros(xp.shape, dtype=dtype)
-    chunk = N if kept_cols is not None else _chunk_images(N, (K + 1) * P * xp.itemsize)
-    buf = None if kept_cols is not None else np.empty(chunk * (K + 1) * P, dtype=dtype)
-    dbuf = np.empty(chunk * max(K * P, HH * WW * F * H * W if full else 0), dtype=dtype)
+    dx = np.empty(x_shape, dtype=dtype)
+    dx3 = dx.reshape(N, C, H * W)
+    chunk = _chunk_images(max(n1 - n0 for n0, n1 in parts), (K + 1) * P * xp.itemsize)
 
-    for n0 in range(0, N, chunk):
-        n1 = min(N, n0 + chunk)
-        n = n1 - n0
-        if kept_cols is not None:
-            cols = kept_cols
-        else:
-            cols = _im2col(xp[n0:n1], HH, WW, stride, H_out, W_out, buf, channels_last,
-                           ones=True)
-        d = dout3[n0:n1]                                            # (n, F, P)
-        dwb += np.matmul(d, cols.transpose(0, 2, 1)).sum(axis=0)
-        if full:
-            dcols = _im2col(doutp[n0:n1], HH, WW, 1, H, W, dbuf, channels_last=True)
-            np.matmul(w_flip, dcols, out=dx3[n0:n1])
-        elif channels_last:
-            dcols = dbuf[:n * P * K].reshape(n, P, K)
-            np.matmul(d.transpose(0, 2, 1), w_mat, out=dcols)
-            _col2im_add(dcols.reshape(n, H_out, W_out, HH, WW, C), dxp[n0:n1], stride, True)
-        else:
-            dcols = dbuf[:n * K * P].reshape(n, K, P)
-            np.matmul(w_mat.T, d, out=dcols)
-            _col2im_add(dcols.reshape(n, C, HH, WW, H_out, W_out), dxp[n0:n1], stride, False)
-
-    if not full:
+    def backward_part(i, n0, n1):
+        # gradient of [w_mat | b]: the last column, dout times the constant 1, is db
+        dwb = np.zeros((F, K + 1), dtype=dtype)
+        step = n1 - n0 if kept_cols is not None else min(chunk, n1 - n0)
+        buf = None if kept_cols is not None else np.empty(step * (K + 1) * P, dtype=dtype)
+        dbuf = np.empty(step * max(K * P, HH * WW * F * H * W if full else 0), dtype=dtype)
         if channels_last:
-            dx = np.ascontiguousarray(dxp[:, pad:pad + H, pad:pad + W, :].transpose(0, 3, 1, 2))
+            tbuf = np.empty(step * P * F, dtype=dtype)
+        if full:
+            doutp = _padded_empty((n1 - n0, F, H_out, W_out), HH - 1 - pad, WW - 1 - pad,
+                                  True, dtype)
+            _pad_into(dout[n0:n1], doutp, HH - 1 - pad, WW - 1 - pad, True)
         else:
-            dx = np.ascontiguousarray(dxp[:, :, pad:pad + H, pad:pad + W])
+            dxp = np.zeros((n1 - n0,) + xp.shape[1:], dtype=dtype)
+        for c0 in range(n0, n1, step):
+            c1 = min(n1, c0 + step)
+            n = c1 - c0
+            if kept_cols is not None:
+                cols = kept_cols[i]
+            else:
+                cols = _im2col(xp[c0:c1], HH, WW, stride, H_out, W_out, buf, channels_last,
+                               ones=True)
+            d = dout3[c0:c1]                                            # (n, F, P)
+            if channels_last:
+                # whole-chunk products with dout as (n*P, F) and cols as (n*P, K+1)
+                d_t = tbuf[:n * P * F].reshape(n, P, F)
+                np.copyto(d_t, d.transpose(0, 2, 1))
+                d_t = d_t.reshape(n * P, F)
+                dwb += d_t.T @ cols.transpose(0, 2, 1).reshape(n * P, K + 1)
+            else:
+                dwb += np.matmul(d, cols.transpose(0, 2, 1)).sum(axis=0)
+            if full and channels_last:
+                dcols = _im2col(doutp[c0 - n0:c1 - n0], HH, WW, 1, H, W, dbuf,
+                                channels_last=True)
+                dx_t = dcols.transpose(0, 2, 1).reshape(n * H * W, HH * WW * F) @ w_flip.T
+                dx3[c0:c1] = dx_t.reshape(n, H * W, C).transpose(0, 2, 1)
+            elif full:
+                dcols = _im2col(doutp[c0 - n0:c1 - n0], HH, WW, 1, H, W, dbuf,
+                                channels_last=True)
+                np.matmul(w_flip, dcols, out=dx3[c0:c1])
+            elif channels_last:
+                dcols = dbuf[:n * P * K].reshape(n * P, K)
+                np.matmul(d_t, w_mat, out=dcols)
+                _col2im_add(dcols.reshape(n, H_out, W_out, HH, WW, C), dxp[c0 - n0:c1 - n0],
+                            stride, True)
+            else:
+                dcols = dbuf[:n * K * P].reshape(n, K, P)
+                np.matmul(w_mat.T, d, out=dcols)
+                _col2im_add(dcols.reshape(n, C, HH, WW, H_out, W_out), dxp[c0 - n0:c1 - n0],
+                            stride, False)
+        if not full:
+            if channels_last:
+                dx[n0:n1] = dxp[:, pad:pad + H, pad:pad + W, :].transpose(0, 3, 1, 2)
+            else:
+                dx[n0:n1] = dxp[:, :, pad:pad + H, pad:pad + W]
+        return dwb
+
+    dwb = sum(_map_parts(backward_part, parts, with_index=True))
     db = dwb[:, K].copy()
     if channels_last:
         dw = np.ascontiguousarray(dwb[:, :K].reshape(F, HH, WW, C).transpose(0, 3, 1, 2))

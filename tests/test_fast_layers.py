@@ -59,20 +59,21 @@ def pool_cases(draw):
 
 
 @SETTINGS
-@given(conv_cases(), st.data(), st.booleans())
-def test_conv_fast_equals_naive(case, data, full_conv_dx):
+@given(conv_cases(), st.data(), st.booleans(), st.integers(1, 3))
+def test_conv_fast_equals_naive(case, data, full_conv_dx, threads):
     """Any geometry, both memory layouts (C < W' and C >= W'), chunks of one or
-    several images (the last one possibly partial) and both ways of computing dx."""
+    several images (the last one possibly partial), both ways of computing dx,
+    and the batch split between one to three threads."""
     x, w, b, param, dout = case
     images_per_chunk = data.draw(st.integers(1, max(1, x.shape[0] - 1)))
     K, P = w[0].size, dout[0, 0].size
     chunk_bytes = images_per_chunk * K * P * x.itemsize
     out_naive, cache_naive = layers.conv_forward_naive(x, w, b, param)
     grads_naive = layers.conv_backward_naive(dout, cache_naive)
-    names = ("CHUNK_BYTES", "FULL_CONV_DX")
+    names = ("CHUNK_BYTES", "FULL_CONV_DX", "THREADS", "MIN_PART_MACS")
     saved = [getattr(fast_layers, name) for name in names]
     try:
-        for name, value in zip(names, (chunk_bytes, full_conv_dx)):
+        for name, value in zip(names, (chunk_bytes, full_conv_dx, threads, 0)):
             setattr(fast_layers, name, value)
         out_fast, cache_fast = fast_layers.conv_forward_fast(x, w, b, param)
         grads_fast = fast_layers.conv_backward_fast(dout, cache_fast)
@@ -194,3 +195,42 @@ def test_fast_layers_bad_input():
         x, {"pool_height": 2, "pool_width": 2, "stride": 2})
     with pytest.raises(ValueError, match=r"dout must have the shape of the forward output"):
         fast_layers.max_pool_backward_fast(np.zeros((2, 3, 4, 5)), cache)
+
+
+@pytest.mark.parametrize("xs,ws,stride,pad", [
+    ((100, 3, 31, 31), (25, 3, 3, 3), 2, 1),       # channels-first, col2im
+    ((12, 64, 16, 16), (64, 64, 3, 3), 1, 1),      # channels-last, dx as a full convolution
+    ((10, 20, 9, 11), (40, 20, 3, 5), 2, 2),       # channels-last, col2im
+])
+def test_conv_threads_split_the_batch(monkeypatch, xs, ws, stride, pad):
+    """Two and three threads give the gradients of one thread, each thread
+    really gets a part of the batch, and BLAS gets its thread count back."""
+    from threadpoolctl import threadpool_info
+
+    r = np.random.default_rng(1)
+    x, w, b = r.standard_normal(xs), r.standard_normal(ws), r.standard_normal(ws[0])
+    param = {"stride": stride, "pad": pad}
+    blas_before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    results = {}
+    monkeypatch.setattr(fast_layers, "MIN_PART_MACS", 0)
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(fast_layers, "THREADS", threads)
+        out, cache = fast_layers.conv_forward_fast(x, w, b, param)
+        assert len(cache[-2]) == threads                  # the parts of the batch
+        dout = np.random.default_rng(2).standard_normal(out.shape)
+        results[threads] = (out,) + fast_layers.conv_backward_fast(dout, cache)
+    for threads in (2, 3):
+        for got, want in zip(results[threads], results[1]):
+            assert rel_error(got, want) < 1e-10     # the same sums, up to their order
+    blas_after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    assert blas_after == blas_before
+
+
+def test_conv_threads_setting(monkeypatch):
+    x, w, b = np.zeros((4, 3, 8, 8)), np.zeros((2, 3, 3, 3)), np.zeros(2)
+    monkeypatch.setattr(fast_layers, "THREADS", 0)
+    with pytest.raises(ValueError, match="THREADS"):
+        fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
+    # small batches are not worth a thread per image
+    monkeypatch.setattr(fast_layers, "THREADS", 4)
+    assert len(fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})[1][-2]) == 1
