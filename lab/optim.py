@@ -75,6 +75,13 @@ def _check_state(config, key, w):
     return s
 
 
+def _reuse(buf, *others):
+    """``buf`` as the ``out`` of an operation of ``buf`` with ``others`` if it
+    has the dtype of the result (then nothing is rounded differently), else
+    None (a new array)."""
+    return buf if buf.dtype == np.result_type(buf, *others) else None
+
+
 def _learning_rate(config):
     return finite_float(config["learning_rate"], "config['learning_rate']", low=0.0, low_open=True)
 
@@ -187,8 +194,17 @@ def rmsprop(w, dw, config=None):
     rho = _unit(config, "decay_rate")
     eps = _positive(config, "epsilon")
     cache = _check_state(config, "cache", w)
-    cache = rho * cache + (1.0 - rho) * dw * dw
-    next_w = w - lr * dw / (np.sqrt(cache) + eps)
+    # the formulas above in the same order, in three new arrays instead of
+    # six; the arrays passed in are not written to
+    tmp = np.multiply(dw, 1.0 - rho)
+    tmp *= dw
+    cache = np.multiply(cache, rho)
+    cache = np.add(cache, tmp, out=_reuse(cache, tmp))   # rho cache + (1 - rho) dw^2
+    step = np.multiply(dw, lr)
+    denom = np.sqrt(cache, out=_reuse(tmp, cache))
+    denom += eps
+    step = np.divide(step, denom, out=_reuse(step, denom))  # lr dw / (sqrt(cache) + eps)
+    next_w = np.subtract(w, step, out=_reuse(step, w))
     config["cache"] = cache
     return next_w.astype(w.dtype, copy=False), config
 
@@ -240,10 +256,22 @@ def adam(w, dw, config=None):
     m = _check_state(config, "m", w)
     v = _check_state(config, "v", w)
     t += 1
-    m = beta1 * m + (1.0 - beta1) * dw
-    v = beta2 * v + (1.0 - beta2) * dw * dw
-    m_hat = m / (1.0 - beta1 ** t)
-    v_hat = v / (1.0 - beta2 ** t)
-    next_w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+    # the formulas above, term by term in the same order (so with the same
+    # rounding), in four new arrays instead of ten; the arrays passed in,
+    # the state included, are not written to
+    tmp = np.multiply(dw, 1.0 - beta1)
+    m = np.multiply(m, beta1)
+    m = np.add(m, tmp, out=_reuse(m, tmp))         # beta1 m + (1 - beta1) dw
+    np.multiply(dw, 1.0 - beta2, out=tmp)
+    tmp *= dw
+    v = np.multiply(v, beta2)
+    v = np.add(v, tmp, out=_reuse(v, tmp))         # beta2 v + (1 - beta2) dw^2
+    step = np.divide(m, 1.0 - beta1 ** t)          # m_hat
+    step *= lr
+    denom = np.divide(v, 1.0 - beta2 ** t, out=_reuse(tmp, v))   # v_hat
+    np.sqrt(denom, out=denom)
+    denom += eps
+    step = np.divide(step, denom, out=_reuse(step, denom))  # lr m_hat / (sqrt(v_hat) + eps)
+    next_w = np.subtract(w, step, out=_reuse(step, w))
     config["m"], config["v"], config["t"] = m, v, t
     return next_w.astype(w.dtype, copy=False), config

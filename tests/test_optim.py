@@ -265,3 +265,54 @@ def test_state_shape_mismatch(rule, key):
 def test_adam_bad_counter(t):
     with pytest.raises((TypeError, ValueError), match=r"config\['t'\]"):
         optim.adam(np.zeros(2), np.ones(2), {"t": t})
+
+
+def _adam_formula(w, dw, m, v, t, lr=1e-2, b1=0.9, b2=0.999, eps=1e-8):
+    """Adam written out term by term, every operation a new array."""
+    m = b1 * m + (1.0 - b1) * dw
+    v = b2 * v + (1.0 - b2) * dw * dw
+    return (w - lr * (m / (1.0 - b1 ** t)) / (np.sqrt(v / (1.0 - b2 ** t)) + eps)).astype(
+        w.dtype, copy=False), m, v
+
+
+def _rmsprop_formula(w, dw, cache, lr=1e-2, rho=0.99, eps=1e-8):
+    cache = rho * cache + (1.0 - rho) * dw * dw
+    return (w - lr * dw / (np.sqrt(cache) + eps)).astype(w.dtype, copy=False), cache
+
+
+@pytest.mark.parametrize("w_dtype, dw_dtype, state_dtype", [
+    (np.float32, np.float32, None), (np.float64, np.float64, None),
+    (np.float32, np.float64, None), (np.float32, np.float32, np.float64),
+    (np.float64, np.float64, np.int64)])
+def test_updates_round_exactly_like_the_formulas(w_dtype, dw_dtype, state_dtype):
+    """adam and rmsprop reuse their temporaries; over 20 steps they still give
+    bit for bit what the formulas give with a new array per operation, in
+    every mix of float32, float64 and integer state, and never write to the
+    arrays passed in."""
+    r = np.random.default_rng(0)
+    w0 = r.standard_normal((6, 7)).astype(w_dtype)
+    init = (lambda: None) if state_dtype is None else (
+        lambda: (3 * r.random((6, 7))).astype(state_dtype))
+    m0, v0, c0 = init(), init(), init()
+    w0_copy = w0.copy()
+    w_a = w_ref = w_r = w_rref = w0
+    cfg_a = {"learning_rate": 1e-2} if m0 is None else {"learning_rate": 1e-2, "m": m0, "v": v0}
+    cfg_r = {"learning_rate": 1e-2} if c0 is None else {"learning_rate": 1e-2, "cache": c0}
+    if m0 is not None:
+        m0_passed, c0_passed = m0.copy(), c0.copy()
+    m = np.zeros_like(w0) if m0 is None else m0
+    v = np.zeros_like(w0) if v0 is None else v0
+    c = np.zeros_like(w0) if c0 is None else c0
+    for t in range(1, 21):
+        dw = r.standard_normal((6, 7)).astype(dw_dtype)
+        w_a, cfg_a = optim.adam(w_a, dw, cfg_a)
+        w_ref, m, v = _adam_formula(w_ref, dw, m, v, t)
+        w_r, cfg_r = optim.rmsprop(w_r, dw, cfg_r)
+        w_rref, c = _rmsprop_formula(w_rref, dw, c)
+        assert w_a.dtype == w_ref.dtype == w_r.dtype == np.dtype(w_dtype)
+        assert np.array_equal(w_a, w_ref) and np.array_equal(w_r, w_rref)
+        for got, want in ((cfg_a["m"], m), (cfg_a["v"], v), (cfg_r["cache"], c)):
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+    if m0 is not None:
+        assert np.array_equal(m0, m0_passed) and np.array_equal(c0, c0_passed)
+    assert np.array_equal(w0, w0_copy)
