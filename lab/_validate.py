@@ -48,7 +48,11 @@ def as_float_array(x, name: str, ndim: int | None = None, shape: tuple | None = 
         if len(shape) != x.ndim or any(s is not None and s != t for s, t in zip(shape, x.shape)):
             want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"{name} must have shape {want}, got {x.shape}")
-    if not np.all(np.isfinite(x)):
+    # a sum is NaN or infinite if any entry is (and, rarely, when it overflows):
+    # one pass with no temporary array; only then look at every entry
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(x)
+    if not np.isfinite(total) and not np.all(np.isfinite(x)):
         raise ValueError(f"{name} contains NaN or inf")
     return x
 

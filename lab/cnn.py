@@ -150,7 +150,7 @@ class ThreeLayerConvNet:
 
         data_loss, dscores = softmax_loss(scores, y)
         weights = ("W1", "W2", "W3")
-        reg_loss = 0.5 * self.reg * sum(float(np.sum(p[k].astype(np.float64) ** 2))
+        reg_loss = 0.5 * self.reg * sum(float(np.sum(np.square(p[k], dtype=np.float64)))
                                         for k in weights)
         loss = data_loss + reg_loss
 
@@ -159,7 +159,7 @@ class ThreeLayerConvNet:
         dh1, grads["W2"], grads["b2"] = affine_relu_backward(dh2, cache2)
         _, grads["W1"], grads["b1"] = conv_relu_pool_backward(dh1, cache1)
         for k in weights:
-            grads[k] = grads[k] + self.reg * p[k]
+            grads[k] += self.reg * p[k]             # grads[k] is a new array
         for k in grads:
             grads[k] = grads[k].astype(p[k].dtype, copy=False)
         return loss, grads
