@@ -157,7 +157,8 @@ class ThreeLayerConvNet:
         grads = {}
         dh2, grads["W3"], grads["b3"] = affine_backward(dscores, cache3)
         dh1, grads["W2"], grads["b2"] = affine_relu_backward(dh2, cache2)
-        _, grads["W1"], grads["b1"] = conv_relu_pool_backward(dh1, cache1)
+        # the gradient of the images themselves is not needed: skip it
+        _, grads["W1"], grads["b1"] = conv_relu_pool_backward(dh1, cache1, need_dx=False)
         for k in weights:
             grads[k] += self.reg * p[k]             # grads[k] is a new array
         for k in grads:

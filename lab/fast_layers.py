@@ -358,7 +358,7 @@ def conv_forward_fast(x, w, b, conv_param):
     return out, (xp, w, w_mat, x.shape, stride, pad, channels_last, parts, kept_cols)
 
 
-def conv_backward_fast(dout, cache):
+def conv_backward_fast(dout, cache, *, need_dx=True):
     """Backward pass of :func:`conv_forward_fast`; the same gradients as
     :func:`lab.layers.conv_backward_naive`.
 
@@ -375,10 +375,13 @@ def conv_backward_fast(dout, cache):
     ----------
     dout : ndarray, shape (N, F, H', W')
     cache : tuple from :func:`conv_forward_fast`
+    need_dx : bool, keyword only
+        False skips the gradient of the input (about a third of the work),
+        for a first layer, whose input is the data.
 
     Returns
     -------
-    dx : ndarray, shape (N, C, H, W)
+    dx : ndarray, shape (N, C, H, W), or None if not ``need_dx``
     dw : ndarray, shape (F, C, HH, WW)
     db : ndarray, shape (F,)
     """
@@ -395,11 +398,13 @@ def conv_backward_fast(dout, cache):
     # dx as a full convolution: pad dout by (HH-1-pad, WW-1-pad), correlate
     # with the flipped filters (taps (k, l, f), channels-last im2col of dout)
     # so that w_flip @ dcols[n] is dx[n] in NCHW order
+    if not isinstance(need_dx, (bool, np.bool_)):
+        raise TypeError(f"need_dx must be True or False, got {need_dx!r}")
     full = FULL_CONV_DX and stride == 1 and F <= C and pad < min(HH, WW)
-    if full:
+    if full and need_dx:
         w_flip = w[:, :, ::-1, ::-1].transpose(1, 2, 3, 0).reshape(C, HH * WW * F)
-    dx = np.empty(x_shape, dtype=dtype)
-    dx3 = dx.reshape(N, C, H * W)
+    dx = np.empty(x_shape, dtype=dtype) if need_dx else None
+    dx3 = dx.reshape(N, C, H * W) if need_dx else None
     chunk = _chunk_images(max(n1 - n0 for n0, n1 in parts), (K + 1) * P * xp.itemsize)
 
     def backward_part(i, n0, n1):
@@ -407,14 +412,15 @@ def conv_backward_fast(dout, cache):
         dwb = np.zeros((F, K + 1), dtype=dtype)
         step = n1 - n0 if kept_cols is not None else min(chunk, n1 - n0)
         buf = None if kept_cols is not None else np.empty(step * (K + 1) * P, dtype=dtype)
-        dbuf = np.empty(step * max(K * P, HH * WW * F * H * W if full else 0), dtype=dtype)
+        if need_dx:
+            dbuf = np.empty(step * (HH * WW * F * H * W if full else K * P), dtype=dtype)
         if channels_last:
             tbuf = np.empty(step * P * F, dtype=dtype)
-        if full:
+        if need_dx and full:
             doutp = _padded_empty((n1 - n0, F, H_out, W_out), HH - 1 - pad, WW - 1 - pad,
                                   True, dtype)
             _pad_into(dout[n0:n1], doutp, HH - 1 - pad, WW - 1 - pad, True)
-        else:
+        elif need_dx:
             dxp = np.zeros((n1 - n0,) + xp.shape[1:], dtype=dtype)
         for c0 in range(n0, n1, step):
             c1 = min(n1, c0 + step)
@@ -433,6 +439,8 @@ def conv_backward_fast(dout, cache):
                 dwb += d_t.T @ cols.transpose(0, 2, 1).reshape(n * P, K + 1)
             else:
                 dwb += np.matmul(d, cols.transpose(0, 2, 1)).sum(axis=0)
+            if not need_dx:
+                continue
             if full and channels_last:
                 dcols = _im2col(doutp[c0 - n0:c1 - n0], HH, WW, 1, H, W, dbuf,
                                 channels_last=True)
@@ -452,7 +460,7 @@ def conv_backward_fast(dout, cache):
                 np.matmul(w_mat.T, d, out=dcols)
                 _col2im_add(dcols.reshape(n, C, HH, WW, H_out, W_out), dxp[c0 - n0:c1 - n0],
                             stride, False)
-        if not full:
+        if need_dx and not full:
             if channels_last:
                 dx[n0:n1] = dxp[:, pad:pad + H, pad:pad + W, :].transpose(0, 3, 1, 2)
             else:

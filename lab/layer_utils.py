@@ -111,17 +111,18 @@ def conv_relu_forward(x, w, b, conv_param):
     return out, (conv_cache, relu_cache)
 
 
-def conv_relu_backward(dout, cache):
-    """Backward pass of :func:`conv_relu_forward`.
+def conv_relu_backward(dout, cache, *, need_dx=True):
+    """Backward pass of :func:`conv_relu_forward`; ``need_dx=False`` skips dx
+    (see :func:`lab.fast_layers.conv_backward_fast`).
 
     Returns
     -------
-    dx : ndarray, shape (N, C, H, W)
+    dx : ndarray, shape (N, C, H, W), or None if not ``need_dx``
     dw : ndarray, shape (F, C, HH, WW)
     db : ndarray, shape (F,)
     """
     conv_cache, relu_cache = cache
-    return conv_backward_fast(relu_backward(dout, relu_cache), conv_cache)
+    return conv_backward_fast(relu_backward(dout, relu_cache), conv_cache, need_dx=need_dx)
 
 
 def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
@@ -185,16 +186,17 @@ def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
     return out, (conv_cache, relu_cache, pool_cache)
 
 
-def conv_relu_pool_backward(dout, cache):
-    """Backward pass of :func:`conv_relu_pool_forward`.
+def conv_relu_pool_backward(dout, cache, *, need_dx=True):
+    """Backward pass of :func:`conv_relu_pool_forward`; ``need_dx=False``
+    skips dx (see :func:`lab.fast_layers.conv_backward_fast`).
 
     Returns
     -------
-    dx : ndarray, shape (N, C, H, W)
+    dx : ndarray, shape (N, C, H, W), or None if not ``need_dx``
     dw : ndarray, shape (F, C, HH, WW)
     db : ndarray, shape (F,)
     """
     conv_cache, relu_cache, pool_cache = cache
     ds = max_pool_backward_fast(dout, pool_cache)
     da = relu_backward(ds, relu_cache)
-    return conv_backward_fast(da, conv_cache)
+    return conv_backward_fast(da, conv_cache, need_dx=need_dx)

@@ -77,6 +77,7 @@ def test_conv_fast_equals_naive(case, data, full_conv_dx, threads):
             setattr(fast_layers, name, value)
         out_fast, cache_fast = fast_layers.conv_forward_fast(x, w, b, param)
         grads_fast = fast_layers.conv_backward_fast(dout, cache_fast)
+        no_dx = fast_layers.conv_backward_fast(dout, cache_fast, need_dx=False)
     finally:
         for name, value in zip(names, saved):
             setattr(fast_layers, name, value)
@@ -85,6 +86,9 @@ def test_conv_fast_equals_naive(case, data, full_conv_dx, threads):
     for g_fast, g_naive in zip(grads_fast, grads_naive):
         assert g_fast.shape == g_naive.shape
         assert rel_error(g_fast, g_naive) < 1e-9
+    # skipping dx leaves dw and db exactly as they were
+    assert no_dx[0] is None
+    assert np.array_equal(no_dx[1], grads_fast[1]) and np.array_equal(no_dx[2], grads_fast[2])
 
 
 @SETTINGS
@@ -185,6 +189,8 @@ def test_fast_layers_bad_input():
     out, cache = fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
     with pytest.raises(ValueError, match=r"dout must have the shape of the forward output"):
         fast_layers.conv_backward_fast(out[:1], cache)
+    with pytest.raises(TypeError, match="need_dx must be True or False"):
+        fast_layers.conv_backward_fast(out, cache, need_dx="no")
     with pytest.raises(ValueError, match="not a whole number"):
         fast_layers.max_pool_forward_fast(x, {"pool_height": 3, "pool_width": 3, "stride": 2})
     with pytest.raises(ValueError, match="does not fit"):

@@ -470,6 +470,9 @@ def test_conv_relu_sandwich_numerical():
     ngrads = num_grads(lambda *a: layer_utils.conv_relu_forward(*a, param)[0], [x, w, b], dout)
     for g, n in zip(grads, ngrads):
         assert sandwich_close(g, n)
+    dx_skipped, dw, db = layer_utils.conv_relu_backward(dout, cache, need_dx=False)
+    assert dx_skipped is None
+    assert np.array_equal(dw, grads[1]) and np.array_equal(db, grads[2])
 
 
 def test_conv_relu_pool_sandwich_numerical_and_torch():
@@ -493,6 +496,9 @@ def test_conv_relu_pool_sandwich_numerical_and_torch():
     ot.backward(t(dout))
     for g, tt in zip(grads, (xt, wt, bt)):
         assert rel_error(g, tt.grad.numpy()) < 1e-10
+    dx_skipped, dw, db = layer_utils.conv_relu_pool_backward(dout, cache, need_dx=False)
+    assert dx_skipped is None
+    assert np.array_equal(dw, grads[1]) and np.array_equal(db, grads[2])
 
 
 def test_bn_sandwiches_numerical():
