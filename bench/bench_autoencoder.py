@@ -8,8 +8,8 @@ beta = 3, rho = 0.01), in float32 and float64:
 * PyTorch autograd: ``SparseAutoencoder.cost(x).backward()``;
 * TensorFlow: ``tf.GradientTape`` over the Keras model, inside a ``tf.function``.
 
-Each time is the minimum over blocks of consecutive calls, each block after a
-short pause and warm-up calls (which also trace the ``tf.function``); the
+Each time is the minimum over blocks of consecutive calls, each block after
+0.2 s of warm-up calls (which also trace the ``tf.function``); the
 blocks of the three take turns so that a busy machine slows all alike (see
 ``_timing.min_times``). Every framework runs with its default threading
 unless ``--threads N`` is given: then NumPy's BLAS, PyTorch and TensorFlow all

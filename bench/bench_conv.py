@@ -10,8 +10,8 @@ forward pass and for forward + backward, in float32 and float64:
 * conv x=(64, 64, 16, 16), w=(64, 64, 3, 3), stride 1, pad 1;
 * 2x2 / stride-2 max pooling on x=(100, 3, 32, 32) (naive timed too).
 
-Each time is the minimum over blocks of consecutive calls, each block after a
-short pause and a warm-up call; the blocks of the fast and torch versions take
+Each time is the minimum over blocks of consecutive calls, each block after
+0.2 s of warm-up calls; the blocks of the fast and torch versions take
 turns, so that a busy machine slows both alike (see ``_timing.min_times`` for
 why calls of the two libraries are not interleaved one by one). PyTorch is
 given as many threads as NumPy's BLAS uses, and so is ``lab.fast_layers``,

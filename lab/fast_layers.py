@@ -80,6 +80,16 @@ BLAS is set to use, so ``OMP_NUM_THREADS=1`` makes the layers single-threaded
 too. Parts smaller than :data:`MIN_PART_MACS` multiply-adds are not worth
 a thread and are not split off.
 
+Scratch memory
+--------------
+The chunk buffers (im2col matrices, their gradients, transposes, padded
+``dout``) are kept from one call to the next, one set per thread, and reused:
+asking the operating system for fresh memory of a few MB on every call costs
+thousands of page faults, which can take as long as the arithmetic. They hold
+a few times :data:`CHUNK_BYTES` per thread. Nothing the caller receives
+(outputs, gradients, the cache) lives in them, so interleaved calls of
+several layers are safe.
+
 Max pooling
 -----------
 The maximum over each window is a running elementwise maximum over the
@@ -94,7 +104,9 @@ exactly as the naive version does, accumulating where windows overlap.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -189,6 +201,7 @@ _POOL = None
 def _reset_pool():
     global _POOL
     _POOL = None
+    _SCRATCH.clear()
 
 
 os.register_at_fork(after_in_child=_reset_pool)
@@ -212,6 +225,21 @@ def _map_parts(fn, parts, with_index=False):
         futures = [_POOL.submit(fn, *a) for a in args[1:]]
         first = fn(*args[0])
         return [first] + [f.result() for f in futures]
+
+
+_SCRATCH = {}
+
+
+def _scratch(slot, size, dtype):
+    """A work array of ``size`` entries of ``dtype``, reused by later calls
+    in the same thread (one per ``slot``; see "Scratch memory" in the module
+    docstring). Its contents are undefined."""
+    bufs = _SCRATCH.setdefault(threading.get_ident(), {})
+    nbytes = max(1, size * np.dtype(dtype).itemsize)
+    raw = bufs.get(slot)
+    if raw is None or raw.size < nbytes:
+        raw = bufs[slot] = np.empty(nbytes, dtype=np.uint8)
+    return raw[:size * np.dtype(dtype).itemsize].view(dtype)
 
 
 def _im2col(xp, HH, WW, stride, H_out, W_out, buf, channels_last, ones=False):
@@ -335,9 +363,10 @@ def conv_forward_fast(x, w, b, conv_param):
     def forward_part(n0, n1):
         _pad_into(x[n0:n1], xp[n0:n1], pad, pad, channels_last)
         step = min(chunk, n1 - n0)
-        buf = np.empty(step * (K + 1) * P, dtype=x.dtype)
+        keep = step == n1 - n0           # then the backward pass reuses these cols
+        buf = (np.empty if keep else partial(_scratch, "cols"))(step * (K + 1) * P, x.dtype)
         if channels_last:
-            obuf = np.empty(step * P * F, dtype=x.dtype)
+            obuf = _scratch("trans", step * P * F, x.dtype)
         for c0 in range(n0, n1, chunk):
             c1 = min(n1, c0 + chunk)
             cols = _im2col(xp[c0:c1], HH, WW, stride, H_out, W_out, buf, channels_last,
@@ -411,17 +440,20 @@ def conv_backward_fast(dout, cache, *, need_dx=True):
         # gradient of [w_mat | b]: the last column, dout times the constant 1, is db
         dwb = np.zeros((F, K + 1), dtype=dtype)
         step = n1 - n0 if kept_cols is not None else min(chunk, n1 - n0)
-        buf = None if kept_cols is not None else np.empty(step * (K + 1) * P, dtype=dtype)
+        if kept_cols is None:
+            buf = _scratch("cols", step * (K + 1) * P, dtype)
         if need_dx:
-            dbuf = np.empty(step * (HH * WW * F * H * W if full else K * P), dtype=dtype)
+            dbuf = _scratch("dcols", step * (HH * WW * F * H * W if full else K * P), dtype)
         if channels_last:
-            tbuf = np.empty(step * P * F, dtype=dtype)
+            tbuf = _scratch("trans", step * P * F, dtype)
         if need_dx and full:
-            doutp = _padded_empty((n1 - n0, F, H_out, W_out), HH - 1 - pad, WW - 1 - pad,
-                                  True, dtype)
-            _pad_into(dout[n0:n1], doutp, HH - 1 - pad, WW - 1 - pad, True)
+            # dout padded by (HH-1-pad, WW-1-pad), channels-last, a chunk at a time
+            ph, pw = HH - 1 - pad, WW - 1 - pad
+            pshape = (step, H_out + 2 * ph, W_out + 2 * pw, F)
+            pbuf = _scratch("dpad", int(np.prod(pshape)), dtype)
         elif need_dx:
-            dxp = np.zeros((n1 - n0,) + xp.shape[1:], dtype=dtype)
+            xshape = (step,) + xp.shape[1:]
+            pbuf = _scratch("dxp", int(np.prod(xshape)), dtype)
         for c0 in range(n0, n1, step):
             c1 = min(n1, c0 + step)
             n = c1 - c0
@@ -441,30 +473,31 @@ def conv_backward_fast(dout, cache, *, need_dx=True):
                 dwb += np.matmul(d, cols.transpose(0, 2, 1)).sum(axis=0)
             if not need_dx:
                 continue
+            if full:
+                doutp = pbuf[:n * pshape[1] * pshape[2] * F].reshape((n,) + pshape[1:])
+                _pad_into(dout[c0:c1], doutp, ph, pw, True)
+            else:
+                dxp = pbuf[:n * int(np.prod(xshape[1:]))].reshape((n,) + xshape[1:])
+                dxp.fill(0)
             if full and channels_last:
-                dcols = _im2col(doutp[c0 - n0:c1 - n0], HH, WW, 1, H, W, dbuf,
-                                channels_last=True)
+                dcols = _im2col(doutp, HH, WW, 1, H, W, dbuf, channels_last=True)
                 dx_t = dcols.transpose(0, 2, 1).reshape(n * H * W, HH * WW * F) @ w_flip.T
                 dx3[c0:c1] = dx_t.reshape(n, H * W, C).transpose(0, 2, 1)
             elif full:
-                dcols = _im2col(doutp[c0 - n0:c1 - n0], HH, WW, 1, H, W, dbuf,
-                                channels_last=True)
+                dcols = _im2col(doutp, HH, WW, 1, H, W, dbuf, channels_last=True)
                 np.matmul(w_flip, dcols, out=dx3[c0:c1])
             elif channels_last:
                 dcols = dbuf[:n * P * K].reshape(n * P, K)
                 np.matmul(d_t, w_mat, out=dcols)
-                _col2im_add(dcols.reshape(n, H_out, W_out, HH, WW, C), dxp[c0 - n0:c1 - n0],
-                            stride, True)
+                _col2im_add(dcols.reshape(n, H_out, W_out, HH, WW, C), dxp, stride, True)
             else:
                 dcols = dbuf[:n * K * P].reshape(n, K, P)
                 np.matmul(w_mat.T, d, out=dcols)
-                _col2im_add(dcols.reshape(n, C, HH, WW, H_out, W_out), dxp[c0 - n0:c1 - n0],
-                            stride, False)
-        if need_dx and not full:
-            if channels_last:
-                dx[n0:n1] = dxp[:, pad:pad + H, pad:pad + W, :].transpose(0, 3, 1, 2)
-            else:
-                dx[n0:n1] = dxp[:, :, pad:pad + H, pad:pad + W]
+                _col2im_add(dcols.reshape(n, C, HH, WW, H_out, W_out), dxp, stride, False)
+            if not full and channels_last:
+                dx[c0:c1] = dxp[:, pad:pad + H, pad:pad + W, :].transpose(0, 3, 1, 2)
+            elif not full:
+                dx[c0:c1] = dxp[:, :, pad:pad + H, pad:pad + W]
         return dwb
 
     dwb = sum(_map_parts(backward_part, parts, with_index=True))

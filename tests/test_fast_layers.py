@@ -240,3 +240,29 @@ def test_conv_threads_setting(monkeypatch):
     # small batches are not worth a thread per image
     monkeypatch.setattr(fast_layers, "THREADS", 4)
     assert len(fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})[1][-2]) == 1
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_interleaved_layers_do_not_share_memory(monkeypatch, threads):
+    """Two layers' forward passes, then their backward passes in reverse order
+    (as in a network), with chunks small enough that the reused scratch
+    buffers are in play: each layer gets exactly the gradients it gets alone."""
+    monkeypatch.setattr(fast_layers, "THREADS", threads)
+    monkeypatch.setattr(fast_layers, "MIN_PART_MACS", 0)
+    monkeypatch.setattr(fast_layers, "CHUNK_BYTES", 20_000)
+    r = np.random.default_rng(5)
+    cases = [((6, 3, 9, 9), (4, 3, 3, 3), {"stride": 2, "pad": 1}),    # col2im
+             ((6, 8, 6, 6), (5, 8, 3, 3), {"stride": 1, "pad": 1})]    # full convolution
+    data = [(r.standard_normal(xs), r.standard_normal(ws), r.standard_normal(ws[0]), p)
+            for xs, ws, p in cases]
+    alone = []
+    for x, w, b, p in data:
+        out, cache = fast_layers.conv_forward_fast(x, w, b, p)
+        dout = np.cos(out)
+        alone.append((out,) + fast_layers.conv_backward_fast(dout, cache))
+    outs_caches = [fast_layers.conv_forward_fast(x, w, b, p) for x, w, b, p in data]
+    for i in (1, 0):
+        out, cache = outs_caches[i]
+        grads = fast_layers.conv_backward_fast(np.cos(out), cache)
+        for got, want in zip((out,) + grads, alone[i]):
+            assert np.array_equal(got, want)
