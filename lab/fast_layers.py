@@ -204,7 +204,8 @@ def _reset_pool():
     _SCRATCH.clear()
 
 
-os.register_at_fork(after_in_child=_reset_pool)
+if hasattr(os, "register_at_fork"):          # not on Windows, which cannot fork
+    os.register_at_fork(after_in_child=_reset_pool)
 
 
 def _map_parts(fn, parts, with_index=False):

@@ -1,6 +1,8 @@
 """Fast convolution and pooling: property tests against the naive loops over
 random geometries (hypothesis, derandomised), the benchmark shapes against
 PyTorch, dtype preservation and bad input."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -266,3 +268,22 @@ def test_interleaved_layers_do_not_share_memory(monkeypatch, threads):
         grads = fast_layers.conv_backward_fast(np.cos(out), cache)
         for got, want in zip((out,) + grads, alone[i]):
             assert np.array_equal(got, want)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_gets_a_fresh_pool(monkeypatch):
+    """A child process forked after the pool started computes with threads of
+    its own (a pool inherited from the parent would have no threads)."""
+    monkeypatch.setattr(fast_layers, "THREADS", 2)
+    monkeypatch.setattr(fast_layers, "MIN_PART_MACS", 0)
+    x, w, b = np.ones((4, 2, 6, 6)), np.ones((3, 2, 3, 3)), np.zeros(3)
+    fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})   # starts the pool
+    assert fast_layers._POOL is not None
+    pid = os.fork()
+    if pid == 0:                                    # child: exit code 0 if all is well
+        if fast_layers._POOL is not None:           # (an inherited pool would hang)
+            os._exit(1)
+        out, _ = fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
+        os._exit(0 if out[0, 0, 2, 2] == 18.0 else 2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
