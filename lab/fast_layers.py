@@ -86,9 +86,9 @@ The chunk buffers (im2col matrices, their gradients, transposes, padded
 ``dout``) are kept from one call to the next, one set per thread, and reused:
 asking the operating system for fresh memory of a few MB on every call costs
 thousands of page faults, which can take as long as the arithmetic. They hold
-a few times :data:`CHUNK_BYTES` per thread. Nothing the caller receives
-(outputs, gradients, the cache) lives in them, so interleaved calls of
-several layers are safe.
+a few times :data:`CHUNK_BYTES` per thread, released when the thread ends.
+Nothing the caller receives (outputs, gradients, the cache) lives in them, so
+interleaved calls of several layers are safe.
 
 Max pooling
 -----------
@@ -201,7 +201,6 @@ _POOL = None
 def _reset_pool():
     global _POOL
     _POOL = None
-    _SCRATCH.clear()
 
 
 if hasattr(os, "register_at_fork"):          # not on Windows, which cannot fork
@@ -219,6 +218,8 @@ def _map_parts(fn, parts, with_index=False):
         return [fn(*args[0])]
     global _POOL
     if _POOL is None or _POOL._max_workers < len(parts) - 1:
+        if _POOL is not None:
+            _POOL.shutdown(wait=False)           # its idle threads exit
         _POOL = ThreadPoolExecutor(max_workers=len(parts) - 1,
                                    thread_name_prefix="lab-conv")
     # each thread's products run on one BLAS thread, not on all of them
@@ -228,14 +229,16 @@ def _map_parts(fn, parts, with_index=False):
         return [first] + [f.result() for f in futures]
 
 
-_SCRATCH = {}
+_SCRATCH = threading.local()     # freed with its thread
 
 
 def _scratch(slot, size, dtype):
     """A work array of ``size`` entries of ``dtype``, reused by later calls
     in the same thread (one per ``slot``; see "Scratch memory" in the module
     docstring). Its contents are undefined."""
-    bufs = _SCRATCH.setdefault(threading.get_ident(), {})
+    bufs = getattr(_SCRATCH, "bufs", None)
+    if bufs is None:
+        bufs = _SCRATCH.bufs = {}
     nbytes = max(1, size * np.dtype(dtype).itemsize)
     raw = bufs.get(slot)
     if raw is None or raw.size < nbytes:
