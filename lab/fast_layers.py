@@ -106,7 +106,6 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -367,8 +366,10 @@ def conv_forward_fast(x, w, b, conv_param):
     def forward_part(n0, n1):
         _pad_into(x[n0:n1], xp[n0:n1], pad, pad, channels_last)
         step = min(chunk, n1 - n0)
-        keep = step == n1 - n0           # then the backward pass reuses these cols
-        buf = (np.empty if keep else partial(_scratch, "cols"))(step * (K + 1) * P, x.dtype)
+        if step == n1 - n0:              # one chunk: the backward pass reuses its cols
+            buf = np.empty(step * (K + 1) * P, dtype=x.dtype)
+        else:
+            buf = _scratch("cols", step * (K + 1) * P, x.dtype)
         if channels_last:
             obuf = _scratch("trans", step * P * F, x.dtype)
         for c0 in range(n0, n1, chunk):

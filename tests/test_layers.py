@@ -457,6 +457,13 @@ def sandwich_close(g, n):
     return rel_error(g, n) < 1e-6 and norm_rel_error(n, g) < 1e-9
 
 
+def assert_need_dx_false_keeps_dw_db(backward, dout, cache, grads):
+    """``need_dx=False`` returns no dx and exactly the same dw and db."""
+    dx_skipped, dw, db = backward(dout, cache, need_dx=False)
+    assert dx_skipped is None
+    assert np.array_equal(dw, grads[1]) and np.array_equal(db, grads[2])
+
+
 def test_conv_relu_sandwich_numerical():
     r = rng(18)
     x = r.standard_normal((2, 3, 8, 8))
@@ -470,9 +477,7 @@ def test_conv_relu_sandwich_numerical():
     ngrads = num_grads(lambda *a: layer_utils.conv_relu_forward(*a, param)[0], [x, w, b], dout)
     for g, n in zip(grads, ngrads):
         assert sandwich_close(g, n)
-    dx_skipped, dw, db = layer_utils.conv_relu_backward(dout, cache, need_dx=False)
-    assert dx_skipped is None
-    assert np.array_equal(dw, grads[1]) and np.array_equal(db, grads[2])
+    assert_need_dx_false_keeps_dw_db(layer_utils.conv_relu_backward, dout, cache, grads)
 
 
 def test_conv_relu_pool_sandwich_numerical_and_torch():
@@ -496,9 +501,7 @@ def test_conv_relu_pool_sandwich_numerical_and_torch():
     ot.backward(t(dout))
     for g, tt in zip(grads, (xt, wt, bt)):
         assert rel_error(g, tt.grad.numpy()) < 1e-10
-    dx_skipped, dw, db = layer_utils.conv_relu_pool_backward(dout, cache, need_dx=False)
-    assert dx_skipped is None
-    assert np.array_equal(dw, grads[1]) and np.array_equal(db, grads[2])
+    assert_need_dx_false_keeps_dw_db(layer_utils.conv_relu_pool_backward, dout, cache, grads)
 
 
 def test_bn_sandwiches_numerical():
