@@ -120,16 +120,18 @@ class Patches:
 def _photographs():
     import warnings
 
+    out = []
     with warnings.catch_warnings():
-        # scikit-image's data module imports pooch, which imports tqdm.auto; in a
-        # notebook without ipywidgets that import warns on stderr.
+        # scikit-image loads its data module lazily: pooch, and through it
+        # tqdm.auto, are imported at the first photograph call, not at
+        # ``import skimage.data``.  In a Jupyter kernel without ipywidgets that
+        # import warns on stderr, so the whole loading runs under the filter.
         warnings.filterwarnings("ignore", message="IProgress not found")
         import skimage.data as skd
 
-    out = []
-    for name in PATCH_PHOTOGRAPHS:
-        img = skd.stereo_motorcycle()[0] if name == "motorcycle" else getattr(skd, name)()
-        out.append(np.asarray(img[..., :3], dtype=np.float64) / 255.0)
+        for name in PATCH_PHOTOGRAPHS:
+            img = skd.stereo_motorcycle()[0] if name == "motorcycle" else getattr(skd, name)()
+            out.append(np.asarray(img[..., :3], dtype=np.float64) / 255.0)
     return out
 
 
