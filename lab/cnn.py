@@ -17,7 +17,7 @@ import numbers
 
 import numpy as np
 
-from ._validate import as_float_array, as_labels, finite_float, positive_int
+from ._validate import as_float_array, as_labels, finite_float, nonneg_int, positive_int
 from .layer_utils import (affine_relu_backward, affine_relu_forward,
                           conv_relu_pool_backward, conv_relu_pool_forward)
 from .layers import affine_backward, affine_forward, softmax_loss
@@ -49,8 +49,11 @@ class ThreeLayerConvNet:
     dtype : numpy floating dtype, default np.float32
         dtype of the parameters and of the computation; use np.float64 for
         gradient checks.
-    seed : int or None
+    seed : int >= 0 or None, default 0
         Seeds the ``np.random.default_rng`` that draws the weights.
+        seed=0 by default: the same weights on every call; pass seed=None
+        for fresh randomness. The weights never come from NumPy's global
+        generator, so ``np.random.seed`` has no effect on them either way.
 
     Attributes
     ----------
@@ -60,6 +63,8 @@ class ThreeLayerConvNet:
         ``b3`` (num_classes,).
     reg : float
     dtype : numpy dtype
+    input_dim : tuple (C, H, W)
+    num_classes : int
     conv_param : dict
         ``{"stride": 1, "pad": (fs - 1) // 2}``
     pool_param : dict
@@ -67,7 +72,7 @@ class ThreeLayerConvNet:
     """
 
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100,
-                 num_classes=10, weight_scale=1e-3, reg=0.0, dtype=np.float32, seed=None):
+                 num_classes=10, weight_scale=1e-3, reg=0.0, dtype=np.float32, seed=0):
         if not isinstance(input_dim, (tuple, list)) or len(input_dim) != 3:
             raise ValueError(f"input_dim must be a tuple (C, H, W), got {input_dim!r}")
         C, H, W = (positive_int(v, f"input_dim[{i}]") for i, v in enumerate(input_dim))
@@ -89,11 +94,13 @@ class ThreeLayerConvNet:
         if dt.kind != "f":
             raise TypeError(f"dtype must be a numpy floating dtype such as np.float32 or "
                             f"np.float64, got {dt}")
-        if not (seed is None or (isinstance(seed, numbers.Integral)
-                                 and not isinstance(seed, bool))):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+                raise TypeError(f"seed must be an int >= 0 or None, got {seed!r}")
+            seed = nonneg_int(seed, "seed")
 
         self.input_dim = (C, H, W)
+        self.num_classes = classes
         self.reg = finite_float(reg, "reg", low=0.0)
         self.dtype = dt
         self.conv_param = {"stride": 1, "pad": (fs - 1) // 2}

@@ -37,6 +37,40 @@ def test_parameter_shapes_and_init():
     assert not np.array_equal(model.params["W1"], other.params["W1"])
 
 
+SMALL = dict(input_dim=(3, 8, 8), num_filters=3, filter_size=3, hidden_dim=5)
+
+
+def test_default_seed_gives_the_same_weights_every_time():
+    # seed=0 by default: two models built with the defaults are identical,
+    # whatever NumPy's global generator was seeded with
+    np.random.seed(231)
+    a = ThreeLayerConvNet(**SMALL)
+    np.random.seed(1)
+    b = ThreeLayerConvNet(**SMALL)
+    c = ThreeLayerConvNet(**SMALL, seed=0)
+    assert a.params.keys() == b.params.keys() == c.params.keys()
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+        np.testing.assert_array_equal(a.params[k], c.params[k])
+    assert not np.array_equal(a.params["W1"], ThreeLayerConvNet(**SMALL, seed=1).params["W1"])
+
+
+def test_seed_none_gives_fresh_weights_that_ignore_np_random_seed():
+    # seed=None asks for fresh randomness: np.random.seed does not make it repeat
+    np.random.seed(231)
+    a = ThreeLayerConvNet(**SMALL, seed=None)
+    np.random.seed(231)
+    b = ThreeLayerConvNet(**SMALL, seed=None)
+    assert not np.array_equal(a.params["W1"], b.params["W1"])
+    assert not np.array_equal(a.params["W3"], b.params["W3"])
+
+
+def test_num_classes_and_input_dim_attributes():
+    model = ThreeLayerConvNet(**SMALL, num_classes=4)
+    assert model.num_classes == 4 and model.input_dim == (3, 8, 8)
+    assert model.params["W3"].shape == (5, 4)
+
+
 def test_initial_loss_is_log_num_classes():
     X, y = random_images(50, (3, 16, 16), seed=1)
     model = ThreeLayerConvNet(input_dim=(3, 16, 16), seed=0)
@@ -144,7 +178,9 @@ def test_overfits_small_data_with_solver():
      ({"reg": -0.1}, ValueError, "reg must lie in"),
      ({"dtype": np.int32}, TypeError, "dtype must be a numpy floating dtype"),
      ({"dtype": "nonsense"}, TypeError, "dtype must be a numpy floating dtype"),
-     ({"seed": 0.5}, TypeError, "seed must be an int or None")],
+     ({"seed": 0.5}, TypeError, r"seed must be an int >= 0 or None, got 0.5"),
+     ({"seed": True}, TypeError, r"seed must be an int >= 0 or None, got True"),
+     ({"seed": -1}, ValueError, "seed must be a non-negative integer, got -1")],
 )
 def test_bad_construction(kwargs, exc, pattern):
     with pytest.raises(exc, match=pattern):
