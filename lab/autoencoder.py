@@ -24,6 +24,11 @@ Conventions
   ``(L_out,)``: samples are rows, so a layer is ``x @ W + b``.
 * ``params = (L_in, L_hid, lambda, beta, rho)``, a plain tuple or an
   :class:`AEParams`.
+* ``data`` lies in [0, 1]: the targets are the inputs and the sigmoid outputs
+  lie in (0, 1), so raw 8-bit pixels (0..255) would give a huge, meaningless
+  cost. The cost, its terms, the reconstruction error and the trainers check
+  the data's min and max and raise a ValueError outside that range; scale
+  the data first (divide by 255, or use :func:`lab.data.preprocess_patches`).
 * Computation runs in the floating dtype shared by ``We`` and ``data``
   (float32 or float64; mixed inputs are promoted by NumPy's rules), and the
   gradient comes back in that dtype.
@@ -150,6 +155,28 @@ def _check_data(data, L_in, check_finite=True):
     return x
 
 
+def _check_unit_range(lo, hi, name="data"):
+    """Raise a ValueError unless ``lo`` and ``hi`` (the min and max of ``name``)
+    lie in [0, 1]; NaN or inf in either is reported as such.
+
+    Takes the extremes rather than the array so that every backend (NumPy,
+    PyTorch, TensorFlow) computes them its own way, once per call.
+    """
+    lo, hi = float(lo), float(hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} contains NaN or inf")
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"{name} must lie in the range [0, 1] (the targets are the inputs, and the "
+            f"sigmoid outputs lie in (0, 1)), got values from {lo:g} to {hi:g}; scale it "
+            "first: divide 8-bit pixels by 255, or use lab.data.preprocess_patches")
+
+
+def _check_data_range(x, name="data"):
+    """:func:`_check_unit_range` on an ndarray: one min and one max, no copy."""
+    _check_unit_range(np.min(x), np.max(x), name)
+
+
 def _common_dtype(*arrays):
     dt = np.result_type(*arrays)
     if dt not in (np.float32, np.float64):
@@ -177,8 +204,10 @@ def init_weights(L_in, L_hid, L_out=None, seed=0, dtype=np.float64):
         Input and hidden layer sizes.
     L_out : int, optional
         Output size; defaults to ``L_in`` (an autoencoder).
-    seed : int
-        Seed for ``np.random.default_rng``.
+    seed : int >= 0 or None, default 0
+        Seed for ``np.random.default_rng``. seed=0 by default: the same
+        weights on every call; pass seed=None for fresh randomness. NumPy's
+        global generator is not used, so ``np.random.seed`` has no effect.
     dtype : float32 or float64
 
     Returns
@@ -189,7 +218,7 @@ def init_weights(L_in, L_hid, L_out=None, seed=0, dtype=np.float64):
     L_in = positive_int(L_in, "L_in")
     L_hid = positive_int(L_hid, "L_hid")
     L_out = L_in if L_out is None else positive_int(L_out, "L_out")
-    seed = nonneg_int(seed, "seed")
+    seed = None if seed is None else nonneg_int(seed, "seed")
     dt = np.dtype(dtype)
     if dt not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
@@ -427,6 +456,7 @@ def _prepare(We, data, params, check_finite=False):
     W1, W2, b1, b2 = _check_we(We, p.L_in, p.L_hid, p.L_in)
     _check_finite_we((W1, W2, b1, b2))           # small arrays: cheap
     x = _check_data(data, p.L_in, check_finite=check_finite)
+    _check_data_range(x)                         # one min, one max: also catches NaN/inf
     dt = _common_dtype(W1, W2, b1, b2, x)
     return _cast((W1, W2, b1, b2, x), dt), p
 
@@ -447,7 +477,7 @@ def ae_cost(We, data, params):
     ----------
     We : tuple (W1, W2, b1, b2)
         ``W1`` (L_in, L_hid), ``W2`` (L_hid, L_in), ``b1`` (L_hid,), ``b2`` (L_in,).
-    data : ndarray, shape (N, L_in)
+    data : ndarray, shape (N, L_in), values in [0, 1]
         One sample per row; the targets are the inputs.
     params : tuple (L_in, L_hid, lambda, beta, rho) or AEParams
 
@@ -467,16 +497,15 @@ def ae_cost(We, data, params):
     gradients.
 
     ``We`` is checked for NaN and inf up front. ``data``, which can be large,
-    is checked after the computation: NaN or inf in it always makes ``J``
-    non-finite, and only then is ``data`` inspected, so the check costs
-    nothing per call.
+    costs one min and one max per call: they show whether it lies in [0, 1]
+    and, as NaN and inf propagate through them, whether it is finite.
 
     Raises
     ------
     TypeError, ValueError
         Malformed ``params`` (``rho`` outside ``(0, 1)``, negative ``lambda``
         or ``beta``), shapes inconsistent with ``params``, non-float arrays,
-        NaN or inf in the inputs.
+        NaN or inf in the inputs, ``data`` outside [0, 1].
     """
     arrays, p = _prepare(We, data, params)
     J, grads = _checked_cost(arrays[:4], arrays[4], p)
@@ -497,12 +526,14 @@ class CostTerms(NamedTuple):
 
 
 def reconstruction_error(We, data) -> float:
-    """The cost's data term ``1/(2N) sum_m ||d(m) - o(m)||^2`` on ``data`` (N, L_in).
+    """The cost's data term ``1/(2N) sum_m ||d(m) - o(m)||^2`` on ``data`` (N, L_in),
+    values in [0, 1].
 
     Useful on held-out patches, where the regularisers do not apply.
     """
     W1, W2, b1, b2 = _check_we(We)
     x = _check_data(data, W1.shape[0])
+    _check_data_range(x)
     if W2.shape[1] != x.shape[1]:
         raise ValueError(f"the reconstruction error needs L_out == L_in, got W2 of shape "
                          f"{W2.shape} for data with {x.shape[1]} columns")
@@ -522,7 +553,7 @@ def cost_terms(We, data, params) -> CostTerms:
     data : ndarray, shape (N, L_in)
     params : AEParams or tuple (L_in, L_hid, lambda, beta, rho)
     """
-    (W1, W2, b1, b2, x), p = _prepare(We, data, params, check_finite=True)
+    (W1, W2, b1, b2, x), p = _prepare(We, data, params)
     hidden, out = forward((W1, W2, b1, b2), x)
     recon = 0.5 * float(np.sum((x - out) ** 2, dtype=np.float64)) / x.shape[0]
     decay = 0.5 * p.lam * (float(np.vdot(W1, W1)) + float(np.vdot(W2, W2)))
@@ -589,7 +620,8 @@ def _report(verbose, print_every, i, num_iters, J):
 
 
 def _train_setup(We, data, params):
-    (W1, W2, b1, b2, x), p = _prepare(We, data, params, check_finite=True)
+    # data checked once per trainer call (range and finiteness), not per iteration
+    (W1, W2, b1, b2, x), p = _prepare(We, data, params)
     # fresh copies: the trainers update these in place, never the caller's
     return [w.copy() for w in (W1, W2, b1, b2)], x, p
 
@@ -601,7 +633,7 @@ def train_gd(We, data, params, lr, num_iters, verbose=False, print_every=100):
     ----------
     We : tuple (W1, W2, b1, b2)
         Initial weights (not modified).
-    data : ndarray, shape (N, L_in)
+    data : ndarray, shape (N, L_in), values in [0, 1]
     params : tuple (L_in, L_hid, lambda, beta, rho) or AEParams
     lr : float
         Step size, > 0.
@@ -643,7 +675,7 @@ def train_lbfgs(We, data, params, maxiter=400, verbose=False, tol=None, options=
     ----------
     We : tuple (W1, W2, b1, b2)
         Initial weights (not modified).
-    data : ndarray, shape (N, L_in)
+    data : ndarray, shape (N, L_in), values in [0, 1]
     params : tuple (L_in, L_hid, lambda, beta, rho) or AEParams
     maxiter : int
         Maximum number of L-BFGS iterations.
@@ -710,7 +742,7 @@ def train_adam(We, data, params, lr=1e-2, num_iters=500, batch_size=None, beta1=
     ----------
     We : tuple (W1, W2, b1, b2)
         Initial weights (not modified).
-    data : ndarray, shape (N, L_in)
+    data : ndarray, shape (N, L_in), values in [0, 1]
     params : tuple (L_in, L_hid, lambda, beta, rho) or AEParams
     lr : float
         Step size, > 0.
@@ -721,8 +753,10 @@ def train_adam(We, data, params, lr=1e-2, num_iters=500, batch_size=None, beta1=
         Minibatches run through a fresh random permutation each epoch.
     beta1, beta2, eps : float
         Adam's moment decay rates and denominator offset.
-    seed : int
-        Seed of the minibatch shuffling.
+    seed : int >= 0 or None, default 0
+        Seed of the minibatch shuffling. seed=0 by default: the same
+        minibatches on every call; pass seed=None for fresh randomness
+        (``np.random.seed`` has no effect either way).
     verbose : bool
         Print the loss every ``print_every`` updates.
 
@@ -737,7 +771,7 @@ def train_adam(We, data, params, lr=1e-2, num_iters=500, batch_size=None, beta1=
     beta1 = finite_float(beta1, "beta1", low=0.0, high=1.0, high_open=True)
     beta2 = finite_float(beta2, "beta2", low=0.0, high=1.0, high_open=True)
     eps = finite_float(eps, "eps", low=0.0, low_open=True)
-    seed = nonneg_int(seed, "seed")
+    seed = None if seed is None else nonneg_int(seed, "seed")
     print_every = positive_int(print_every, "print_every")
     W, x, p = _train_setup(We, data, params)
     N = x.shape[0]

@@ -540,3 +540,91 @@ def test_cost_terms_bad_input():
         ae.cost_terms(We, np.zeros((4, 11)), (12, 6, 0.0, 0.0, 0.1))
     with pytest.raises(ValueError, match="NaN"):
         ae.reconstruction_error(We, np.full((4, 12), np.nan))
+
+
+# --------------------------------------------------------------------------- #
+# data outside [0, 1]
+# --------------------------------------------------------------------------- #
+
+def _call(fn, We, x):
+    """Call one of the functions that compare the outputs with the data."""
+    if fn is ae.reconstruction_error:
+        return fn(We, x)
+    if fn is ae.train_gd:
+        return fn(We, x, PARAMS, lr=0.1, num_iters=2)
+    if fn in (ae.train_lbfgs, ae.train_adam):
+        return fn(We, x, PARAMS, **({"maxiter": 2} if fn is ae.train_lbfgs else {"num_iters": 2}))
+    return fn(We, x, PARAMS)
+
+
+DATA_CHECKED = [ae.ae_cost, ae.cost_terms, ae.reconstruction_error,
+                ae.train_gd, ae.train_lbfgs, ae.train_adam]
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("fn", DATA_CHECKED, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("transform, lo, hi", [
+    (lambda x: np.round(255 * x), r"2\d", r"2\d\d"),     # 8-bit pixels, not scaled
+    (lambda x: x - 0.5, r"-0.\d+", r"0.\d+"),            # centred data
+    (lambda x: x + 0.2, r"0.\d+", r"1.\d+"),             # just above 1
+], ids=["0..255", "centred", "above-1"])
+def test_data_outside_unit_interval_is_refused(fn, transform, lo, hi, train_data):
+    x = transform(train_data)
+    We = ae.init_weights(16, 6)
+    with pytest.raises(ValueError, match=rf"data must lie in the range \[0, 1\] .*got values "
+                                         rf"from {lo} to {hi}; .*divide 8-bit pixels by 255, "
+                                         r"or use lab.data.preprocess_patches"):
+        _call(fn, We, x)
+
+
+@pytest.mark.parametrize("fn", DATA_CHECKED, ids=lambda f: f.__name__)
+def test_data_at_the_ends_of_the_unit_interval_is_accepted(fn, train_data):
+    x = train_data.copy()
+    x[0, 0], x[1, 1] = 0.0, 1.0
+    _call(fn, ae.init_weights(16, 6), x)
+    _call(fn, ae.init_weights(16, 6), x.astype(np.float32))
+
+
+def test_range_check_runs_once_per_trainer_call(train_data, monkeypatch):
+    calls = []
+    real = ae._check_data_range
+    monkeypatch.setattr(ae, "_check_data_range", lambda x, *a: calls.append(x.shape) or real(x, *a))
+    We = ae.init_weights(16, 6)
+    ae.train_gd(We, train_data, PARAMS, lr=0.1, num_iters=5)
+    ae.train_adam(We, train_data, PARAMS, num_iters=5, batch_size=16)
+    ae.train_lbfgs(We, train_data, PARAMS, maxiter=5)
+    assert calls == [train_data.shape] * 3
+
+
+# --------------------------------------------------------------------------- #
+# seeds: fixed by default, fresh with seed=None
+# --------------------------------------------------------------------------- #
+
+def test_init_weights_default_seed_is_fixed_and_ignores_np_random_seed():
+    np.random.seed(231)
+    a = ae.init_weights(L_IN, L_HID)
+    np.random.seed(1)
+    b = ae.init_weights(L_IN, L_HID)
+    for u, v, w in zip(a, b, ae.init_weights(L_IN, L_HID, seed=0)):
+        np.testing.assert_array_equal(u, v)
+        np.testing.assert_array_equal(u, w)
+
+
+def test_init_weights_seed_none_is_fresh():
+    np.random.seed(231)
+    a = ae.init_weights(L_IN, L_HID, seed=None)
+    np.random.seed(231)
+    b = ae.init_weights(L_IN, L_HID, seed=None)
+    assert not np.array_equal(a[0], b[0])
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
+        ae.init_weights(L_IN, L_HID, seed=-1)
+
+
+def test_train_adam_seed_none_draws_fresh_minibatches(train_data):
+    We = ae.init_weights(16, 6)
+    a = ae.train_adam(We, train_data, PARAMS, num_iters=8, batch_size=16)[1]
+    b = ae.train_adam(We, train_data, PARAMS, num_iters=8, batch_size=16, seed=0)[1]
+    np.testing.assert_array_equal(a, b)
+    c = ae.train_adam(We, train_data, PARAMS, num_iters=8, batch_size=16, seed=None)[1]
+    d = ae.train_adam(We, train_data, PARAMS, num_iters=8, batch_size=16, seed=None)[1]
+    assert not np.array_equal(c, d)
