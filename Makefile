@@ -1,7 +1,8 @@
 # Two commands do everything (see README.md):
 #   make book   build the rendered book into _build/html
 #   make test   run the unit tests and nbval over every chapter
-# Both create or reuse the project virtual environment in .venv and install the
+#   make lab    open the chapters in JupyterLab
+# All three create or reuse the project virtual environment in .venv and install the
 # pinned dependencies from pyproject.toml into it.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
@@ -10,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: book test venv clean
+.PHONY: book test lab venv clean
 
 venv: $(STAMP)
 
@@ -27,10 +28,19 @@ book: $(STAMP)
 # thread by default (also keeps printed digits independent of the core count).
 THREADS ?= 1
 
+# Matplotlib builds its font cache at its first import and, where that takes
+# more than a few seconds, says so on stderr; build it before the chapters run
+# so that no chapter's output depends on whether this machine has run it before.
 test: $(STAMP)
+	$(BIN)/python -c "import matplotlib.font_manager"
 	OMP_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) \
 	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS) tests book
+
+# JupyterLab on this folder, with the project's environment as its kernel.
+lab: $(STAMP)
+	$(BIN)/python -c "import matplotlib.font_manager"
+	$(BIN)/jupyter lab --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf _build
