@@ -436,20 +436,51 @@ _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".ti
 
 
 def _list_image_folder(split_dir: pathlib.Path):
+    """The images of one split, class by class in CIFAR-10's label order.
+
+    Label k is given to the folder named ``CIFAR10_CLASSES[k]``, whatever else
+    the split holds.  Folders whose names start with '.' or '_' (``__MACOSX``,
+    ``.ipynb_checkpoints``) and files beside the class folders are ignored, as
+    are files whose names start with '.' inside them; any other folder and any
+    missing class is an error.
+
+    Returns
+    -------
+    files : list of pathlib.Path, sorted by name within each class
+    labels : int64 (len(files),)
+    """
     if not split_dir.is_dir():
         raise FileNotFoundError(f"image folder {split_dir} does not exist")
-    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise ValueError(f"image folder {split_dir} holds no class folders (expected {split_dir}/<class>/*)")
+    found = {p.name for p in split_dir.iterdir()
+             if p.is_dir() and not p.name.startswith((".", "_"))}
+    expected = ", ".join(CIFAR10_CLASSES)
+    if not found:
+        raise ValueError(
+            f"image folder {split_dir} holds no class folders (expected {split_dir}/<class>/* "
+            f"for each of the CIFAR-10 classes {expected})"
+        )
+    unknown = sorted(found - set(CIFAR10_CLASSES))
+    if unknown:
+        raise ValueError(
+            f"image folder {split_dir} holds folders that are not CIFAR-10 classes: {unknown}; "
+            f"expected exactly one folder per class, named {expected}"
+        )
+    missing = [c for c in CIFAR10_CLASSES if c not in found]
+    if missing:
+        raise ValueError(
+            f"image folder {split_dir} lacks the class folder(s) {missing}; "
+            f"expected one folder per CIFAR-10 class, named {expected}"
+        )
     files, labels = [], []
-    for k, c in enumerate(classes):
+    for k, c in enumerate(CIFAR10_CLASSES):
         names = sorted(p for p in (split_dir / c).iterdir()
-                       if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
+                       if p.suffix.lower() in _IMAGE_SUFFIXES and not p.name.startswith(".")
+                       and p.is_file())
         if not names:
             raise ValueError(f"class folder {split_dir / c} holds no images")
         files += names
         labels += [k] * len(names)
-    return classes, files, np.asarray(labels, dtype=np.int64)
+    return files, np.asarray(labels, dtype=np.int64)
 
 
 def _decode_images(files):
@@ -469,17 +500,15 @@ def _decode_images(files):
 
 
 def _read_image_folder(root: pathlib.Path):
-    cls_tr, f_tr, y_tr = _list_image_folder(root / "train")
-    cls_te, f_te, y_te = _list_image_folder(root / "test")
-    if cls_tr != cls_te:
-        raise ValueError(f"{root}: train and test hold different classes ({cls_tr} vs {cls_te})")
+    f_tr, y_tr = _list_image_folder(root / "train")
+    f_te, y_te = _list_image_folder(root / "test")
     # Files are listed class by class; a fixed permutation mixes the classes so
     # that any prefix (for example the validation split) holds all of them.
     p_tr = np.random.default_rng(0).permutation(len(f_tr))
     p_te = np.random.default_rng(1).permutation(len(f_te))
     x_tr = _decode_images([f_tr[i] for i in p_tr])
     x_te = _decode_images([f_te[i] for i in p_te])
-    return x_tr, y_tr[p_tr], x_te, y_te[p_te], tuple(cls_tr)
+    return x_tr, y_tr[p_tr], x_te, y_te[p_te], CIFAR10_CLASSES
 
 
 def _source_kind(folder: pathlib.Path):

@@ -178,17 +178,27 @@ def official_dir(tmp_path):
     return tmp_path / "data", (xtr, ytr, xt, yt)
 
 
-@pytest.fixture
-def image_folder(tmp_path):
-    root = tmp_path / "imgs" / "cifar10"
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 6), ("test", 2)):
-        for c in ("cat", "dog", "ship"):
+def write_image_tree(root, n_train=2, n_test=1, classes=data.CIFAR10_CLASSES, seed=0):
+    """An image-folder tree; channel 0 of every pixel is 20 * (the class's
+    CIFAR-10 label), so each decoded image tells which folder it came from."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for c in classes:
             (root / split / c).mkdir(parents=True)
             for k in range(n):
-                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
-                    root / split / c / f"{k:04d}.png")
+                img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                img[..., 0] = 20 * data.CIFAR10_CLASSES.index(c) if c in data.CIFAR10_CLASSES else 255
+                Image.fromarray(img).save(root / split / c / f"{k:04d}.png")
     return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    return write_image_tree(tmp_path / "imgs" / "cifar10")
+
+
+def assert_labels_follow_folders(x, y):
+    np.testing.assert_array_equal(x[:, 0, 0, 0], 20 * y)
 
 
 def snapshot(folder):
@@ -269,16 +279,71 @@ def test_corrupt_batch(official_dir):
 def test_image_folder(image_folder, tmp_path):
     before = snapshot(image_folder)
     x_tr, y_tr, x_te, y_te, classes = data.load_cifar10_raw(image_folder.parent, download=False)
-    assert classes == ("cat", "dog", "ship")
-    assert x_tr.shape == (18, 32, 32, 3) and x_te.shape == (6, 32, 32, 3)
-    assert sorted(np.bincount(y_tr).tolist()) == [6, 6, 6]
+    assert classes == data.CIFAR10_CLASSES
+    assert x_tr.shape == (20, 32, 32, 3) and x_te.shape == (10, 32, 32, 3)
+    assert np.bincount(y_tr).tolist() == [2] * 10 and np.bincount(y_te).tolist() == [1] * 10
     # the fixed permutation mixes the classes; images still match their labels
-    k = int(np.flatnonzero(y_tr == 1)[0])
+    assert not np.array_equal(y_tr, np.sort(y_tr))
+    assert_labels_follow_folders(x_tr, y_tr)
+    assert_labels_follow_folders(x_te, y_te)
+    k = int(np.flatnonzero(y_tr == 5)[0])
     matches = [np.array_equal(x_tr[k], np.asarray(Image.open(p)))
                for p in sorted((image_folder / "train" / "dog").iterdir())]
     assert any(matches)
     assert snapshot(image_folder) == before
     assert list((tmp_path / "cache").glob("cifar10-decoded-*.npz"))
+
+
+def test_image_folder_ignores_stray_folders_and_files(image_folder):
+    """Labels come from the class names, so stray folders shift nothing."""
+    clean = data.load_cifar10_raw(image_folder, download=False, cache=False)
+    for split in ("train", "test"):
+        for junk in ("__MACOSX", ".ipynb_checkpoints", "_trash"):
+            (image_folder / split / junk).mkdir()
+            Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image_folder / split / junk / "x.png")
+        (image_folder / split / "README.txt").write_text("notes")
+        (image_folder / split / "cat" / "._0000.png").write_bytes(b"AppleDouble")
+    messy = data.load_cifar10_raw(image_folder, download=False, cache=False)
+    assert messy[4] == data.CIFAR10_CLASSES
+    for a, b in zip(clean[:4], messy[:4]):
+        np.testing.assert_array_equal(a, b)
+
+
+def _unknown_folder(root):
+    for split in ("train", "test"):
+        (root / split / "misc").mkdir()
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / split / "misc" / "0000.png")
+
+
+def _missing_class(root):
+    for split in ("train", "test"):
+        for f in (root / split / "truck").iterdir():
+            f.unlink()
+        (root / split / "truck").rmdir()
+
+
+def _renamed_class(root):
+    for split in ("train", "test"):
+        (root / split / "airplane").rename(root / split / "plane")
+
+
+def _class_missing_in_test(root):
+    for f in (root / "test" / "frog").iterdir():
+        f.unlink()
+    (root / "test" / "frog").rmdir()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_unknown_folder, r"train holds folders that are not CIFAR-10 classes: \['misc'\]; "
+                      r"expected .*named airplane, automobile, .*, truck"),
+    (_missing_class, r"train lacks the class folder\(s\) \['truck'\]"),
+    (_renamed_class, r"train holds folders that are not CIFAR-10 classes: \['plane'\]"),
+    (_class_missing_in_test, r"test lacks the class folder\(s\) \['frog'\]"),
+])
+def test_image_folder_classes_must_be_cifar10(image_folder, damage, message):
+    damage(image_folder)
+    with pytest.raises(ValueError, match=message):
+        data.load_cifar10_raw(image_folder, download=False)
 
 
 def test_decoded_cache_is_reused(image_folder, monkeypatch):
