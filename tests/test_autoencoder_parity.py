@@ -267,3 +267,77 @@ def test_bench_runs_and_backends_agree(monkeypatch):
         assert [r["vs_numpy"] for r in rows if r["dtype"] == dt][0] == 1.0
     table = bench.format_table(rows)
     assert len(table.splitlines()) == 2 + len(rows)
+
+
+# --------------------------------------------------------------------------- #
+# data outside [0, 1]; seeds
+# --------------------------------------------------------------------------- #
+
+def _torch_model():
+    return tha.SparseAutoencoder(L_IN, L_HID, LAM, BETA, RHO)
+
+
+ENTRY_POINTS = {
+    "torch cost": lambda x: _torch_model().cost(x),
+    "torch cost (tensor)": lambda x: _torch_model().cost(torch.from_numpy(x)),
+    "torch cost_and_grad": lambda x: tha.cost_and_grad(_torch_model(), x),
+    "torch train_gd": lambda x: tha.train_gd(_torch_model(), x, 0.1, 2),
+    "torch train_adam": lambda x: tha.train_adam(_torch_model(), x, num_iters=2, batch_size=5),
+    "keras cost_and_grad": lambda x: tfa.cost_and_grad(
+        tfa.build_model(L_IN, L_HID, LAM, BETA, RHO), x),
+    "keras train_gd": lambda x: tfa.train_gd(tfa.build_model(L_IN, L_HID, LAM, BETA, RHO),
+                                             x, 0.1, 2),
+}
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+@pytest.mark.parametrize("scale, shift, lo, hi", [
+    (255.0, 0.0, r"2\d\.\d+", r"2\d\d\.\d+"),     # 8-bit pixels, not scaled
+    (1.0, -0.5, r"-0\.\d+", r"0\.\d+"),           # centred
+], ids=["0..255", "centred"])
+def test_backends_refuse_data_outside_unit_interval(entry, scale, shift, lo, hi):
+    x = make_data(10, L_IN) * scale + shift
+    with pytest.raises(ValueError, match=rf"data must lie in the range \[0, 1\] .*got values "
+                                         rf"from {lo} to {hi}; .*divide 8-bit pixels by 255"):
+        ENTRY_POINTS[entry](x)
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+def test_backends_accept_the_ends_of_the_unit_interval(entry):
+    x = make_data(10, L_IN)
+    x[0, 0], x[1, 1] = 0.0, 1.0
+    ENTRY_POINTS[entry](x)
+
+
+def test_torch_trainers_check_the_range_once(monkeypatch):
+    calls = []
+    real = ae._check_unit_range
+    monkeypatch.setattr(ae, "_check_unit_range", lambda *a: calls.append(1) or real(*a))
+    x = make_data(20, L_IN)
+    tha.train_gd(_torch_model(), x, 0.1, 5)
+    tha.train_adam(_torch_model(), x, num_iters=5, batch_size=4)
+    assert len(calls) == 2
+
+
+def test_backend_default_seed_is_fixed_and_seed_none_is_fresh():
+    np.random.seed(231)
+    torch.manual_seed(231)
+    t0 = _torch_model().to_numpy()
+    k0 = tfa.get_weights(tfa.build_model(L_IN, L_HID, LAM, BETA, RHO))
+    np.random.seed(1)
+    torch.manual_seed(1)
+    t1 = _torch_model().to_numpy()
+    k1 = tfa.get_weights(tfa.build_model(L_IN, L_HID, LAM, BETA, RHO))
+    for a, b, c, d in zip(t0, t1, k0, k1):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(a, d)
+    fresh_t = [tha.SparseAutoencoder(L_IN, L_HID, LAM, BETA, RHO, seed=None).to_numpy()[0]
+               for _ in range(2)]
+    fresh_k = [tfa.get_weights(tfa.build_model(L_IN, L_HID, LAM, BETA, RHO, seed=None))[0]
+               for _ in range(2)]
+    assert not np.array_equal(*fresh_t) and not np.array_equal(*fresh_k)
+    x = make_data(20, L_IN)
+    runs = [tha.train_adam(_torch_model(), x, num_iters=6, batch_size=4, seed=None)
+            for _ in range(2)]
+    assert not np.array_equal(*runs)

@@ -151,8 +151,10 @@ def build_model(L_in, L_hid, lam, beta, rho, dtype="float64", L_out=None, seed=0
         dtype policy, so float64 really computes in float64).
     L_out : int, optional
         Output size, defaults to ``L_in``.
-    seed : int
+    seed : int >= 0 or None, default 0
         Initial weights are ``lab.autoencoder.init_weights(L_in, L_hid, L_out, seed)``.
+        seed=0 by default: the same weights on every call; pass seed=None for
+        fresh randomness (``np.random.seed`` has no effect either way).
 
     Returns
     -------
@@ -223,8 +225,10 @@ def _variables(model):
 
 
 def _as_input(model, data):
+    """``data`` (N, L_in), values in [0, 1], checked once and made a tensor."""
     hid, _ = _layers(model)
     x = _np_ae._check_data(data, hid.kernel.shape[0])
+    _np_ae._check_data_range(x)
     return tf.convert_to_tensor(np.ascontiguousarray(x, dtype=_model_dtype(model)))
 
 
@@ -272,7 +276,7 @@ def cost_and_grad(model, data):
     Parameters
     ----------
     model : keras.Model from :func:`build_model`
-    data : ndarray, shape (N, L_in)
+    data : ndarray, shape (N, L_in), values in [0, 1]
 
     Returns
     -------
@@ -306,7 +310,8 @@ def train_gd(model, data, lr, num_iters, verbose=False, print_every=100):
     Parameters
     ----------
     model : keras.Model from :func:`build_model`
-    data : ndarray, shape (N, L_in)
+    data : ndarray, shape (N, L_in), values in [0, 1]
+        Checked once (range and finiteness), not at every step.
     lr : float
         Step size, > 0.
     num_iters : int

@@ -69,9 +69,12 @@ class SparseAutoencoder(nn.Module):
     L_out : int, optional
         Output size, defaults to ``L_in``.
     dtype : torch.float32 / torch.float64 (or their NumPy names)
-    seed : int
+    seed : int >= 0 or None, default 0
         Initial weights are ``lab.autoencoder.init_weights(L_in, L_hid, L_out, seed)``,
-        the same numbers the NumPy and Keras versions start from.
+        the same numbers the NumPy and Keras versions start from. seed=0 by
+        default: the same weights on every call; pass seed=None for fresh
+        randomness (neither ``np.random.seed`` nor ``torch.manual_seed`` has
+        an effect either way).
 
     Attributes
     ----------
@@ -158,6 +161,13 @@ class SparseAutoencoder(nn.Module):
         x = _np_ae._check_data(data, self.L_in, check_finite=check_finite)
         return torch.from_numpy(np.ascontiguousarray(x)).to(self.dtype)
 
+    def _checked_input(self, data):
+        """``as_input`` plus the check that ``data`` lies in [0, 1]: one min and
+        one max, which also catch NaN and inf."""
+        x = self.as_input(data, check_finite=False)
+        _np_ae._check_unit_range(x.min(), x.max())
+        return x
+
     def forward(self, x):
         """Hidden activations (N, L_hid) and outputs (N, L_out) for inputs x (N, L_in)."""
         hidden = torch.sigmoid(self.encoder(x))
@@ -168,14 +178,18 @@ class SparseAutoencoder(nn.Module):
 
         Parameters
         ----------
-        data : ndarray or tensor, shape (N, L_in)
+        data : ndarray or tensor, shape (N, L_in), values in [0, 1]
             Inputs, which are also the targets.
 
-        NaN or inf in the data or the weights makes ``J`` non-finite, which is
-        checked after the computation (so the check costs nothing per call):
-        a ValueError then names the culprit.
+        ``data`` costs one min and one max per call, which show whether it
+        lies in [0, 1] and is finite. NaN or inf in the weights makes ``J``
+        non-finite, which is checked after the computation: a ValueError then
+        names the culprit.
         """
-        x = self.as_input(data, check_finite=False)
+        return self._cost(self._checked_input(data))
+
+    def _cost(self, x):
+        """:meth:`cost` on a tensor ``x`` that :meth:`_checked_input` returned."""
         n = x.shape[0]
         hidden, out = self(x)
         J = 0.5 * (out - x).square().sum() / n
@@ -249,7 +263,8 @@ def train_gd(model, data, lr, num_iters, verbose=False, print_every=100):
     Parameters
     ----------
     model : SparseAutoencoder
-    data : ndarray or tensor, shape (N, L_in)
+    data : ndarray or tensor, shape (N, L_in), values in [0, 1]
+        Checked once (range and finiteness), not at every step.
     lr : float
         Step size, > 0.
     num_iters : int
@@ -263,12 +278,12 @@ def train_gd(model, data, lr, num_iters, verbose=False, print_every=100):
     lr = finite_float(lr, "lr", low=0.0, low_open=True)
     num_iters = nonneg_int(num_iters, "num_iters")
     print_every = positive_int(print_every, "print_every")
-    x = model.as_input(data)
+    x = model._checked_input(data)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     history = np.empty(num_iters)
     for i in range(num_iters):
         opt.zero_grad(set_to_none=True)
-        J = model.cost(x)
+        J = model._cost(x)
         J.backward()
         opt.step()
         history[i] = float(J.detach())
@@ -288,13 +303,16 @@ def train_adam(model, data, lr=1e-2, num_iters=500, batch_size=None, betas=(0.9,
     Parameters
     ----------
     model : SparseAutoencoder
-    data : ndarray or tensor, shape (N, L_in)
+    data : ndarray or tensor, shape (N, L_in), values in [0, 1]
+        Checked once (range and finiteness), not at every step.
     lr : float
     num_iters : int
     batch_size : int, optional
         ``None`` for full batches.
     betas, eps : Adam's decay rates and denominator offset.
-    seed : int
+    seed : int >= 0 or None, default 0
+        Seed of the minibatch shuffling: seed=0 by default, the same
+        minibatches on every call; pass seed=None for fresh randomness.
 
     Returns
     -------
@@ -304,9 +322,9 @@ def train_adam(model, data, lr=1e-2, num_iters=500, batch_size=None, betas=(0.9,
     _check_model(model)
     lr = finite_float(lr, "lr", low=0.0, low_open=True)
     num_iters = nonneg_int(num_iters, "num_iters")
-    seed = nonneg_int(seed, "seed")
+    seed = None if seed is None else nonneg_int(seed, "seed")
     print_every = positive_int(print_every, "print_every")
-    x = model.as_input(data)
+    x = model._checked_input(data)
     N = x.shape[0]
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size")
@@ -327,7 +345,7 @@ def train_adam(model, data, lr=1e-2, num_iters=500, batch_size=None, betas=(0.9,
             xb = x[torch.from_numpy(order[pos:pos + batch_size])]
             pos += batch_size
         opt.zero_grad(set_to_none=True)
-        J = model.cost(xb)
+        J = model._cost(xb)
         J.backward()
         opt.step()
         history[i] = float(J.detach())
