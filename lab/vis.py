@@ -1,7 +1,8 @@
 """Figures: image grids (patches, weights, filters) and training curves.
 
 ``visualize_grid`` keeps CS231n's name and behaviour (NHWC images in, one
-uint8-range grid image out); ``image_grid`` is the general version used by the
+uint8-range grid image out; channels-first input is refused unless
+``layout="NCHW"`` says so); ``image_grid`` is the general version used by the
 book, and ``show_grid`` / ``show_weights`` / ``plot_curves`` draw with Matplotlib.
 Matplotlib is imported only by the functions that draw.
 """
@@ -17,22 +18,50 @@ __all__ = ["visualize_grid", "image_grid", "show_grid", "show_weights", "plot_cu
            "plot_solver_history"]
 
 
-def visualize_grid(Xs, ubound=255.0, padding=1):
+_LAYOUTS = (None, "NHWC", "NCHW")
+
+
+def _looks_channels_first(shape):
+    """True for (N, C, H, W) with C in (1, 3), H and W > 4 and a last axis that
+    cannot be a channel count of 1 or 3: channels-first images, which read as
+    (N, H, W, C) would tile H x W garbage of W channels."""
+    _, c, h, w = shape
+    return c in (1, 3) and h > 4 and w > 4 and w not in (1, 3)
+
+
+def visualize_grid(Xs, ubound=255.0, padding=1, layout=None):
     """Tile images into one grid, each image scaled to [0, ubound] on its own.
 
     Parameters
     ----------
     Xs : ndarray, shape (N, H, W, C)
+        Channels last, as in CS231n (``W1.transpose(0, 2, 3, 1)`` for conv
+        filters stored as (F, C, HH, WW)); (N, C, H, W) with ``layout="NCHW"``.
     ubound : float
         Upper bound of the output range.
     padding : int
         Blank pixels between neighbouring images.
+    layout : {None, "NHWC", "NCHW"}, default None
+        None: ``Xs`` is (N, H, W, C), and an array that is clearly channels
+        first -- (N, C, H, W) with C of 1 or 3, H and W above 4, and a last
+        axis that is not 1 or 3 -- is refused with a ValueError rather than
+        tiled wrongly. "NHWC" or "NCHW" state the layout and skip that guess.
 
     Returns
     -------
     ndarray, shape (G*H + (G-1)*padding, G*W + (G-1)*padding, C), G = ceil(sqrt(N))
     """
+    if layout not in _LAYOUTS:
+        raise ValueError(f"layout must be None, 'NHWC' or 'NCHW', got {layout!r}")
     Xs = as_float_array(Xs, "Xs", ndim=4)
+    if layout == "NCHW":
+        Xs = Xs.transpose(0, 2, 3, 1)
+    elif layout is None and _looks_channels_first(Xs.shape):
+        raise ValueError(
+            f"Xs has shape {Xs.shape}, which looks like (N, C, H, W) with C={Xs.shape[1]} "
+            f"channels first; visualize_grid expects (N, H, W, C): pass "
+            f"Xs.transpose(0, 2, 3, 1) or layout='NCHW' (or layout='NHWC' if {Xs.shape} "
+            "really is N images of H x W pixels with C channels)")
     padding = nonneg_int(padding, "padding")
     N, H, W, C = Xs.shape
     g = int(math.ceil(math.sqrt(N)))

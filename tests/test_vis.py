@@ -53,3 +53,45 @@ def test_show_weights_and_curves():
     with pytest.raises(TypeError, match="non-empty dict"):
         vis.plot_curves([1, 2])
     plt.close("all")
+
+
+def test_visualize_grid_nchw_layout_matches_transposed_input():
+    x = np.random.default_rng(1).random((6, 3, 7, 5))
+    nhwc = x.transpose(0, 2, 3, 1)
+    ref = vis.visualize_grid(nhwc)
+    np.testing.assert_array_equal(vis.visualize_grid(x, layout="NCHW"), ref)
+    np.testing.assert_array_equal(vis.visualize_grid(nhwc, layout="NHWC"), ref)
+    assert ref.shape == (3 * 7 + 2, 3 * 5 + 2, 3)
+
+
+@pytest.mark.parametrize("shape", [(32, 3, 7, 7), (10, 1, 28, 28), (4, 3, 32, 32), (2, 1, 5, 6)])
+def test_visualize_grid_refuses_channels_first_input(shape):
+    x = np.random.default_rng(0).random(shape)
+    pattern = (rf"Xs has shape \({shape[0]}, {shape[1]}, {shape[2]}, {shape[3]}\), which looks "
+               rf"like \(N, C, H, W\) with C={shape[1]} channels first; visualize_grid expects "
+               r"\(N, H, W, C\): pass Xs.transpose\(0, 2, 3, 1\) or layout='NCHW'")
+    with pytest.raises(ValueError, match=pattern):
+        vis.visualize_grid(x)
+    # stating the layout is always accepted
+    assert vis.visualize_grid(x, layout="NCHW").shape[-1] == shape[1]
+    assert vis.visualize_grid(x, layout="NHWC").shape[-1] == shape[3]
+
+
+@pytest.mark.parametrize("shape", [(32, 7, 7, 3), (5, 4, 3, 3), (10, 28, 28, 1), (3, 3, 8, 3),
+                                   (2, 1, 6, 1), (4, 2, 6, 6)])
+def test_visualize_grid_keeps_channels_last_input(shape):
+    x = np.random.default_rng(0).random(shape)
+    np.testing.assert_array_equal(vis.visualize_grid(x), vis.visualize_grid(x, layout="NHWC"))
+
+
+@pytest.mark.parametrize("kwargs, exc, pattern", [
+    ({"layout": "CHW"}, ValueError, r"layout must be None, 'NHWC' or 'NCHW', got 'CHW'"),
+    ({"layout": "nchw"}, ValueError, r"layout must be None, 'NHWC' or 'NCHW', got 'nchw'"),
+    ({"padding": -1}, ValueError, "padding must be a non-negative integer, got -1"),
+    ({"Xs": np.zeros((3, 4, 4))}, ValueError, r"Xs must have 4 dimensions, got shape \(3, 4, 4\)"),
+])
+def test_visualize_grid_bad_input(kwargs, exc, pattern):
+    args = {"Xs": np.zeros((2, 4, 4, 3))}
+    args.update(kwargs)
+    with pytest.raises(exc, match=pattern):
+        vis.visualize_grid(**args)
