@@ -358,14 +358,17 @@ class UnsafePickleError(pickle.UnpicklingError):
 class _PlainDataUnpickler(pickle.Unpickler):
     """Unpickler for the official CIFAR-10 batches.
 
-    It rebuilds only plain data (dicts, lists, bytes, numbers) and NumPy
-    arrays; any other class or function named in the pickle is refused, so a
-    tampered file cannot run code.
+    It rebuilds only plain data (dicts, lists, bytes, numbers), NumPy arrays
+    and NumPy scalars (a list of ``np.int64`` labels pickles as such); any
+    other class or function named in the pickle is refused, so a tampered file
+    cannot run code.
     """
 
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
         ("numpy.core.numeric", "_frombuffer"),
         ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),
@@ -383,7 +386,26 @@ class _PlainDataUnpickler(pickle.Unpickler):
         )
 
 
+def _as_integer_array(value, what, where):
+    try:
+        a = np.asarray(value)
+    except Exception as exc:
+        raise ValueError(f"{where}: {what} is not an array of numbers ({exc})") from exc
+    if a.size == 0 and a.dtype.kind == "f":  # np.asarray([]) is float64
+        a = a.astype(np.int64)
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"{where}: {what} must hold integers, got dtype {a.dtype}")
+    return a
+
+
+def _bad_values(a, lo, hi):
+    bad = np.unique(a[(a < lo) | (a > hi)])
+    shown = ", ".join(str(v) for v in bad[:5]) + (", ..." if bad.size > 5 else "")
+    return f"{bad.size} distinct value(s) outside {lo}..{hi} ({shown})"
+
+
 def _read_batch(fh, where):
+    """Decode one CIFAR-10 batch: uint8 images (n, 32, 32, 3), int64 labels (n,)."""
     try:
         d = _PlainDataUnpickler(fh, encoding="bytes").load()
     except UnsafePickleError:
@@ -392,12 +414,18 @@ def _read_batch(fh, where):
         raise ValueError(f"{where} is not a readable CIFAR-10 batch ({exc})") from exc
     if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
         raise ValueError(f"{where} is not a CIFAR-10 batch: expected a dict with b'data' and b'labels'")
-    x = np.asarray(d[b"data"], dtype=np.uint8)
-    y = np.asarray(d[b"labels"], dtype=np.int64)
-    if x.ndim != 2 or x.shape[1] != 3072 or x.shape[0] != y.shape[0]:
+    x = _as_integer_array(d[b"data"], "b'data' (pixels 0..255)", where)
+    y = _as_integer_array(d[b"labels"], "b'labels' (classes 0..9)", where)
+    if x.ndim != 2 or x.shape[1] != 3072 or y.ndim != 1 or x.shape[0] != y.shape[0]:
         raise ValueError(
             f"{where}: expected data of shape (n, 3072) and n labels, got {x.shape} and {y.shape}"
         )
+    if x.size and (x.min() < 0 or x.max() > 255):
+        raise ValueError(f"{where}: b'data' must hold pixel values 0..255, got {_bad_values(x, 0, 255)}")
+    if y.size and (y.min() < 0 or y.max() > 9):
+        raise ValueError(f"{where}: b'labels' must hold classes 0..9, got {_bad_values(y, 0, 9)}")
+    x = x.astype(np.uint8, copy=False)
+    y = y.astype(np.int64, copy=False)
     return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), y
 
 
@@ -405,7 +433,10 @@ _BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
 def _read_official_dir(folder: pathlib.Path):
-    parts = [_read_batch(open(folder / b, "rb"), folder / b) for b in _BATCHES]
+    parts = []
+    for b in _BATCHES:
+        with open(folder / b, "rb") as fh:
+            parts.append(_read_batch(fh, folder / b))
     return _stack_official(parts)
 
 

@@ -1,8 +1,10 @@
+import gc
 import io
 import os
 import pathlib
 import pickle
 import tarfile
+import warnings
 
 import h5py
 import numpy as np
@@ -274,6 +276,74 @@ def test_corrupt_batch(official_dir):
     (root / "cifar10" / "cifar-10-batches-py" / "test_batch").write_bytes(b"\x80\x02garbage")
     with pytest.raises(ValueError, match="not a readable CIFAR-10 batch"):
         data.load_cifar10_raw(root, download=False)
+
+
+def batch_dir(root):
+    return root / "cifar10" / "cifar-10-batches-py"
+
+
+def rewrite_batch(root, name, raw_data=None, raw_labels=None, protocol=2):
+    """Replace one batch of the fake tree with the given raw b'data' / b'labels'."""
+    x, y = fake_images(20, 1)
+    d = {b"data": x.transpose(0, 3, 1, 2).reshape(len(x), -1) if raw_data is None else raw_data,
+         b"labels": [int(v) for v in y] if raw_labels is None else raw_labels}
+    with open(batch_dir(root) / name, "wb") as f:
+        pickle.dump(d, f, protocol=protocol)
+
+
+_PIXELS = np.zeros((20, 3072), np.int64)
+
+
+@pytest.mark.parametrize("raw_data, raw_labels, message", [
+    (_PIXELS + 300, None, r"pixel values 0\.\.255, got 1 distinct value\(s\) outside 0\.\.255 \(300\)"),
+    (_PIXELS - 1, None, r"pixel values 0\.\.255, .*\(-1\)"),
+    (_PIXELS.astype(np.float64) + 0.5, None, r"b'data' \(pixels 0\.\.255\) must hold integers, got dtype float64"),
+    (_PIXELS.astype(bool), None, r"b'data' .* must hold integers, got dtype bool"),
+    (_PIXELS[:, :100], None, r"expected data of shape \(n, 3072\) and n labels, got \(20, 100\) and \(20,\)"),
+    (None, [42] + [0] * 19, r"b'labels' must hold classes 0\.\.9, got 1 distinct value\(s\) outside 0\.\.9 \(42\)"),
+    (None, [-1, 42] + [0] * 18, r"classes 0\.\.9, got 2 distinct .*\(-1, 42\)"),
+    (None, [1.0, 2.7] + [0.0] * 18, r"b'labels' \(classes 0\.\.9\) must hold integers, got dtype float64"),
+    (None, ["cat"] * 20, r"b'labels' .* must hold integers, got dtype <U3"),
+    (None, [0] * 19, r"expected data of shape \(n, 3072\) and n labels, got \(20, 3072\) and \(19,\)"),
+    (None, [[0]] * 20, r"got \(20, 3072\) and \(20, 1\)"),
+    ([[0] * 3072, [0]], None, r"b'data' .* is not an array of numbers"),
+], ids=["pixel-300", "pixel-minus-1", "float-pixels", "bool-pixels", "short-rows", "label-42",
+        "label-minus-1", "float-labels", "string-labels", "too-few-labels", "2d-labels", "ragged-data"])
+def test_bad_batch_contents(official_dir, raw_data, raw_labels, message):
+    root, _ = official_dir
+    rewrite_batch(root, "data_batch_3", raw_data, raw_labels)
+    with pytest.raises(ValueError, match=r"data_batch_3: .*" + message):
+        data.load_cifar10_raw(root, download=False)
+
+
+@pytest.mark.parametrize("protocol, module", [
+    (2, "numpy._core.multiarray"), (4, "numpy._core.multiarray"),
+    (2, "numpy.core.multiarray"),  # how NumPy 1 names the scalar constructor
+])
+def test_numpy_scalar_labels_are_plain_data(official_dir, protocol, module):
+    """Labels pickled as a list of NumPy integers."""
+    root, (xtr, ytr, _, _) = official_dir
+    x, y = xtr[:20], ytr[:20]
+    d = {b"data": x.transpose(0, 3, 1, 2).reshape(20, -1), b"labels": [np.int64(v) for v in y]}
+    raw = pickle.dumps(d, protocol=protocol)
+    assert b"numpy._core.multiarray" in raw and b"scalar" in raw
+    raw = raw.replace(b"numpy._core.multiarray\nscalar", module.encode() + b"\nscalar")
+    assert module.encode() + b"\nscalar" in raw or protocol > 2
+    (batch_dir(root) / "data_batch_1").write_bytes(raw)
+    x_tr, y_tr, *_ = data.load_cifar10_raw(root, download=False)
+    np.testing.assert_array_equal(x_tr, xtr)
+    np.testing.assert_array_equal(y_tr, ytr)
+    assert y_tr.dtype == np.int64
+
+
+def test_batch_files_are_closed(official_dir):
+    root, _ = official_dir
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        data.load_cifar10_raw(root, download=False, cache=False)
+        gc.collect()
+    leaked = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaked == []
 
 
 def test_image_folder(image_folder, tmp_path):
