@@ -15,6 +15,10 @@ The names and signatures follow CS231n's ``optim.py``.  Every rule has the form
 ``w`` and ``dw`` are not modified; ``next_w`` is a new array with ``w``'s dtype.
 The state arrays in ``config`` are replaced by new arrays on every call.
 
+``check_config(rule, config)`` runs a rule's checks of its hyperparameters
+alone, without a step: the Solver calls it when it is built, so that a typo in
+``optim_config`` fails at once rather than when training starts.
+
 Rules
 -----
 sgd           w <- w - lr * dw
@@ -30,7 +34,10 @@ import numpy as np
 
 from ._validate import as_float_array, finite_float, nonneg_int
 
-__all__ = ["sgd", "sgd_momentum", "rmsprop", "adam"]
+__all__ = ["sgd", "sgd_momentum", "rmsprop", "adam", "UPDATE_RULES", "check_config"]
+
+#: The names of the update rules defined here.
+UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
 
 
 def _check_params(w, dw):
@@ -82,16 +89,73 @@ def _reuse(buf, *others):
     return buf if buf.dtype == np.result_type(buf, *others) else None
 
 
-def _learning_rate(config):
-    return finite_float(config["learning_rate"], "config['learning_rate']", low=0.0, low_open=True)
-
-
-def _unit(config, key, high_open=True):
-    return finite_float(config[key], f"config['{key}']", low=0.0, high=1.0, high_open=high_open)
+def _unit(config, key):
+    return finite_float(config[key], f"config['{key}']", low=0.0, high=1.0, high_open=True)
 
 
 def _positive(config, key):
     return finite_float(config[key], f"config['{key}']", low=0.0, low_open=True)
+
+
+def _step_count(config, key):
+    t = config[key]
+    if isinstance(t, numbers.Integral) and not isinstance(t, bool):
+        return nonneg_int(int(t), f"config['{key}']")
+    raise TypeError(f"config['{key}'] must be a non-negative integer step count, got {t!r}")
+
+
+# per rule: its hyperparameters with their defaults (checked in this order),
+# and the names of its state entries
+_HYPERPARAMETERS = {
+    "sgd": ({"learning_rate": 1e-2}, ()),
+    "sgd_momentum": ({"learning_rate": 1e-2, "momentum": 0.9}, ("velocity",)),
+    "rmsprop": ({"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}, ("cache",)),
+    "adam": ({"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": 0},
+             ("m", "v")),
+}
+_CHECKS = {"learning_rate": _positive, "momentum": _unit, "decay_rate": _unit,
+           "beta1": _unit, "beta2": _unit, "epsilon": _positive, "t": _step_count}
+
+
+def _hyperparameters(config, rule):
+    """``config`` with the defaults of ``rule`` filled in, and the checked
+    values of its hyperparameters, in the order of ``_HYPERPARAMETERS``."""
+    defaults, state = _HYPERPARAMETERS[rule]
+    config = _check_config(config, rule, defaults, state)
+    return config, [_CHECKS[key](config, key) for key in defaults]
+
+
+def check_config(rule, config=None):
+    """Check a config for an update rule without taking a step.
+
+    Parameters
+    ----------
+    rule : str or function
+        One of :data:`UPDATE_RULES`, or the rule itself (``lab.optim.adam``).
+    config : dict or None
+        Hyperparameters (and, optionally, state) as the rule accepts them;
+        not modified.
+
+    Returns
+    -------
+    config : dict
+        A new dict: ``config`` with the rule's defaults filled in.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Exactly what the rule itself would raise for this config: unknown
+        entries, a learning rate that is not a finite number > 0, a momentum
+        or decay rate outside [0, 1), and so on. The shapes of state arrays
+        are checked by the rule, against ``w``, at its first step.
+    """
+    name = getattr(rule, "__name__", rule) if callable(rule) else rule
+    if name not in UPDATE_RULES or (callable(rule) and rule is not globals()[name]):
+        raise ValueError(f"rule must be one of {list(UPDATE_RULES)} or one of those functions, "
+                         f"got {rule!r}")
+    if config is not None and not isinstance(config, dict):
+        raise TypeError(f"config must be a dict or None, got {type(config).__name__}")
+    return _hyperparameters(dict(config or {}), name)[0]
 
 
 def sgd(w, dw, config=None):
@@ -115,8 +179,7 @@ def sgd(w, dw, config=None):
         The same dict, with defaults filled in.
     """
     w, dw = _check_params(w, dw)
-    config = _check_config(config, "sgd", {"learning_rate": 1e-2}, ())
-    lr = _learning_rate(config)
+    config, (lr,) = _hyperparameters(config, "sgd")
     next_w = w - lr * dw
     return next_w.astype(w.dtype, copy=False), config
 
@@ -149,10 +212,7 @@ def sgd_momentum(w, dw, config=None):
         The same dict, holding the new ``velocity``.
     """
     w, dw = _check_params(w, dw)
-    config = _check_config(config, "sgd_momentum",
-                           {"learning_rate": 1e-2, "momentum": 0.9}, ("velocity",))
-    lr = _learning_rate(config)
-    mu = _unit(config, "momentum")
+    config, (lr, mu) = _hyperparameters(config, "sgd_momentum")
     v = _check_state(config, "velocity", w)
     v = mu * v - lr * dw
     next_w = w + v
@@ -187,12 +247,7 @@ def rmsprop(w, dw, config=None):
         The same dict, holding the new ``cache``.
     """
     w, dw = _check_params(w, dw)
-    config = _check_config(config, "rmsprop",
-                           {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8},
-                           ("cache",))
-    lr = _learning_rate(config)
-    rho = _unit(config, "decay_rate")
-    eps = _positive(config, "epsilon")
+    config, (lr, rho, eps) = _hyperparameters(config, "rmsprop")
     cache = _check_state(config, "cache", w)
     # the formulas above in the same order, in three new arrays instead of
     # six; the arrays passed in are not written to
@@ -241,18 +296,7 @@ def adam(w, dw, config=None):
         The same dict, holding the new ``m``, ``v`` and ``t``.
     """
     w, dw = _check_params(w, dw)
-    config = _check_config(config, "adam",
-                           {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999,
-                            "epsilon": 1e-8, "t": 0}, ("m", "v"))
-    lr = _learning_rate(config)
-    beta1 = _unit(config, "beta1")
-    beta2 = _unit(config, "beta2")
-    eps = _positive(config, "epsilon")
-    t = config["t"]
-    if isinstance(t, numbers.Integral) and not isinstance(t, bool):
-        t = nonneg_int(int(t), "config['t']")
-    else:
-        raise TypeError(f"config['t'] must be a non-negative integer step count, got {t!r}")
+    config, (lr, beta1, beta2, eps, t) = _hyperparameters(config, "adam")
     m = _check_state(config, "m", w)
     v = _check_state(config, "v", w)
     t += 1

@@ -316,3 +316,48 @@ def test_updates_round_exactly_like_the_formulas(w_dtype, dw_dtype, state_dtype)
     if m0 is not None:
         assert np.array_equal(m0, m0_passed) and np.array_equal(c0, c0_passed)
     assert np.array_equal(w0, w0_copy)
+
+
+# ------------------------------------------------------------ check_config
+
+def test_check_config_fills_defaults_without_modifying_its_argument():
+    cfg = {"learning_rate": 0.5}
+    out = optim.check_config("adam", cfg)
+    assert cfg == {"learning_rate": 0.5}
+    assert out == {"learning_rate": 0.5, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": 0}
+    assert optim.check_config(optim.sgd) == {"learning_rate": 1e-2}
+    assert optim.UPDATE_RULES == ("sgd", "sgd_momentum", "rmsprop", "adam")
+    # the defaults are those a first step fills in (adam's counter then reads 1)
+    for name in optim.UPDATE_RULES:
+        _, filled = getattr(optim, name)(np.zeros(2), np.ones(2))
+        hyper = {k: v for k, v in filled.items() if not isinstance(v, np.ndarray)}
+        assert hyper == dict(optim.check_config(name), **({"t": 1} if name == "adam" else {}))
+
+
+@pytest.mark.parametrize("rule, config, exc, pattern", [
+    ("sgd", {"lr": 0.1}, ValueError, r"config has entries \['lr'\] that sgd does not use; "
+                                     r"expected only \['learning_rate'\]"),
+    ("sgd", {"learning_rate": -1.0}, ValueError,
+     r"config\['learning_rate'\] must lie in \(0.0, inf\), got -1.0"),
+    ("sgd", {"learning_rate": float("nan")}, ValueError, r"config\['learning_rate'\] must be finite"),
+    ("sgd_momentum", {"learning_rate": "1e-3"}, TypeError,
+     r"config\['learning_rate'\] must be a real number, got '1e-3'"),
+    ("sgd_momentum", {"momentum": 1.0}, ValueError, r"config\['momentum'\] must lie in \[0.0, 1.0\)"),
+    ("rmsprop", {"epsilon": 0.0}, ValueError, r"config\['epsilon'\] must lie in"),
+    ("adam", {"beta2": 1.5}, ValueError, r"config\['beta2'\] must lie in"),
+    ("adam", {"t": 1.5}, TypeError, r"config\['t'\] must be a non-negative integer step count"),
+    ("adam", {"momentum": 0.9}, ValueError, r"config has entries \['momentum'\] that adam"),
+    ("adam", [0.1], TypeError, "config must be a dict or None, got list"),
+])
+def test_check_config_raises_what_the_rule_raises(rule, config, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        optim.check_config(rule, config)
+    with pytest.raises(exc, match=pattern):
+        getattr(optim, rule)(np.zeros(2), np.ones(2), config)
+
+
+@pytest.mark.parametrize("rule", ["adagrad", "check_config", None, np.mean, 3])
+def test_check_config_unknown_rule(rule):
+    with pytest.raises(ValueError, match=r"rule must be one of \['sgd', 'sgd_momentum', "
+                                         r"'rmsprop', 'adam'\] or one of those functions"):
+        optim.check_config(rule, {})
