@@ -34,6 +34,7 @@ import pickle
 import sys
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -440,21 +441,49 @@ def _read_official_dir(folder: pathlib.Path):
     return _stack_official(parts)
 
 
+#: Largest archive member read as a batch: an official batch is about 31 MB.
+_MAX_BATCH_BYTES = 64 * 2**20
+
+
 def _read_official_tar(archive: pathlib.Path):
+    """Decode the six batches of a ``.tar.gz``, reading the archive once, in order.
+
+    A member named like a batch that declares more than ``_MAX_BATCH_BYTES``
+    is refused before any of it is read; a truncated or damaged archive is a
+    ValueError that names it.
+    """
+    damaged = (f"{archive} is truncated or damaged; delete it and download "
+               f"{CIFAR10_ARCHIVE} again")
     try:
         tar = tarfile.open(archive, "r:gz")
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"{archive} is not a readable .tar.gz archive ({exc})") from exc
+    found = {}
     with tar:
-        members = {pathlib.PurePosixPath(m.name).name: m for m in tar.getmembers() if m.isfile()}
-        missing = [b for b in _BATCHES if b not in members]
-        if missing:
-            raise ValueError(f"{archive} lacks the CIFAR-10 batches {missing}")
-        parts = []
-        for b in _BATCHES:
-            with tar.extractfile(members[b]) as fh:
-                parts.append(_read_batch(io.BytesIO(fh.read()), f"{archive}:{b}"))
-    return _stack_official(parts)
+        try:
+            for m in tar:
+                b = pathlib.PurePosixPath(m.name).name
+                if b not in _BATCHES or not m.isfile():
+                    continue
+                if b in found:
+                    raise ValueError(f"{archive} holds more than one {b} (the second is {m.name})")
+                if m.size > _MAX_BATCH_BYTES:
+                    raise ValueError(
+                        f"{archive}: member {m.name} declares {m.size} bytes; a CIFAR-10 batch "
+                        f"is about 31 MB, at most {_MAX_BATCH_BYTES} bytes are read"
+                    )
+                with tar.extractfile(m) as fh:
+                    raw = fh.read(_MAX_BATCH_BYTES + 1)
+                if len(raw) != m.size:
+                    raise ValueError(f"{damaged} ({m.name}: read {len(raw)} of {m.size} bytes)")
+                found[b] = _read_batch(io.BytesIO(raw), f"{archive}:{b}")
+                del raw
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise ValueError(f"{damaged} ({type(exc).__name__}: {exc})") from exc
+    missing = [b for b in _BATCHES if b not in found]
+    if missing:
+        raise ValueError(f"{archive} lacks the CIFAR-10 batches {missing}")
+    return _stack_official([found[b] for b in _BATCHES])
 
 
 def _stack_official(parts):

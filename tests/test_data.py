@@ -1,4 +1,6 @@
 import gc
+import gzip
+import hashlib
 import io
 import os
 import pathlib
@@ -226,6 +228,43 @@ def test_official_tar_and_lab_data(official_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_DATA", str(tmp_path / "tarhome"))
     x_tr, *_ = data.load_cifar10_raw(download=False)
     assert np.array_equal(x_tr, xtr)
+
+
+def make_archive(official_root, folder):
+    """Pack the fake batches as ``folder/cifar-10-python.tar.gz``, like the official archive."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = folder / data.CIFAR10_ARCHIVE
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(batch_dir(official_root), arcname="cifar-10-batches-py")
+    return archive
+
+
+def md5_of(path):
+    return "md5:" + hashlib.md5(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def test_truncated_archive(official_dir, tmp_path, monkeypatch):
+    root, _ = official_dir
+    archive = make_archive(root, tmp_path / "tarhome" / "cifar10")
+    raw = archive.read_bytes()
+    archive.write_bytes(raw[: len(raw) * 6 // 10])
+    monkeypatch.setattr(data, "CIFAR10_MD5", md5_of(archive))  # reach the reading itself
+    with pytest.raises(ValueError, match=r"cifar-10-python\.tar\.gz is truncated or damaged; "
+                                         r"delete it and download cifar-10-python\.tar\.gz again"):
+        data.load_cifar10_raw(tmp_path / "tarhome", download=False)
+
+
+def test_oversized_archive_member_is_not_read(tmp_path, monkeypatch):
+    """A member that declares 300 MiB is refused from its header, before any read."""
+    info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+    info.size = 300 * 2**20
+    archive = tmp_path / "big" / "cifar10" / data.CIFAR10_ARCHIVE
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(gzip.compress(info.tobuf() + bytes(4096)))
+    monkeypatch.setattr(data, "CIFAR10_MD5", md5_of(archive))
+    with pytest.raises(ValueError, match=r"member cifar-10-batches-py/data_batch_1 declares "
+                                         r"314572800 bytes; a CIFAR-10 batch is about 31 MB"):
+        data.load_cifar10_raw(tmp_path / "big", download=False)
 
 
 def test_split_normalisation_and_layouts(official_dir):
