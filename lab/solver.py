@@ -19,12 +19,26 @@ Model protocol
     With ``y=None``: class scores of shape (N, C).  With labels: a tuple
     ``(loss, grads)`` where ``loss`` is a scalar and ``grads`` has the keys of
     ``model.params`` with arrays of the same shapes.
+``model.num_classes`` (optional)
+    C.  Without it, C is read from the parameters when they follow the
+    CS231n naming (only ``W1``, ``b1``, ..., ``WL``, ``bL``, and ``gammaK``,
+    ``betaK`` for normalisation): the length of ``bL``, the last layer's
+    bias.  Otherwise C is unknown and labels are only checked to be >= 0.
+``model.input_dim`` (optional)
+    If a tuple, the shape of one input, checked against the data.
 
 Data
 ----
 A dict with ``X_train`` (N_train, ...), ``y_train`` (N_train,), ``X_val``
-(N_val, ...) and ``y_val`` (N_val,); labels are integers in [0, C).  Other
-entries (``X_test``, ...) are ignored.
+(N_val, ...) and ``y_val`` (N_val,); inputs are finite real numbers, labels
+are integers in [0, C).  Other entries (``X_test``, ...) are ignored.
+
+Everything is checked when the Solver is built, before any training: the
+data (shapes, dtypes, finiteness, label range), ``optim_config`` (for the
+rules of :mod:`lab.optim`, exactly as the rule would check it) and the
+checkpoint folder.  During training a loss, gradient or parameter that
+becomes NaN or inf stops the run with a ``FloatingPointError`` that says
+where it happened and which learning rate was in use.
 """
 from __future__ import annotations
 
@@ -32,6 +46,7 @@ import math
 import numbers
 import os
 import pickle
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -58,7 +73,41 @@ _DEFAULTS = {
 }
 
 
-def _check_data(data):
+_CS231N_PARAM = re.compile(r"(W|b|gamma|beta)(\d+)")
+
+
+def _model_num_classes(model):
+    """The number of classes of ``model`` if it can be known, else None: its
+    ``num_classes`` attribute, or the length of the last bias ``bL`` when the
+    parameters follow the CS231n naming and ``WL`` (D, C) matches ``bL`` (C,)."""
+    n = getattr(model, "num_classes", None)
+    if n is not None:
+        return positive_int(n, "model.num_classes")
+    names = [_CS231N_PARAM.fullmatch(str(k)) for k in model.params]
+    if not all(names):
+        return None
+    layers = [int(m.group(2)) for m in names if m.group(1) == "W"]
+    if not layers:
+        return None
+    last = max(layers)
+    W, b = np.shape(model.params[f"W{last}"]), np.shape(model.params.get(f"b{last}"))
+    if len(W) == 2 and len(b) == 1 and W[1] == b[0] > 0:
+        return int(b[0])
+    return None
+
+
+def _check_finite(x, name):
+    """Raise a ValueError if the float array ``x`` holds NaN or inf: one sum,
+    no copy (then, only if the sum is not finite, every entry)."""
+    if x.dtype.kind != "f":
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(x)
+    if not np.isfinite(total) and not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+def _check_data(data, num_classes=None, input_dim=None):
     if not isinstance(data, Mapping):
         raise TypeError(f"data must be a dict with X_train, y_train, X_val, y_val, "
                         f"got {type(data).__name__}")
@@ -75,6 +124,10 @@ def _check_data(data):
         if X.ndim < 2 or X.shape[0] == 0:
             raise ValueError(f"data['X_{split}'] must have shape (N, ...) with N >= 1 and at "
                              f"least 2 dimensions, got {X.shape}")
+        if input_dim is not None and X.shape[1:] != input_dim:
+            raise ValueError(f"data['X_{split}'] must have shape (N, {', '.join(map(str, input_dim))})"
+                             f" to match the model's input_dim {input_dim}, got {X.shape}")
+        _check_finite(X, f"data['X_{split}']")
         y = as_labels(data[f"y_{split}"], f"data['y_{split}']")
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"data['y_{split}'] must have one label per row of "
@@ -82,6 +135,9 @@ def _check_data(data):
         if y.min() < 0:
             raise ValueError(f"data['y_{split}'] must hold non-negative class labels, "
                              f"got minimum {y.min()}")
+        if num_classes is not None and y.max() >= num_classes:
+            raise ValueError(f"data['y_{split}'] must lie in [0, {num_classes - 1}] for a model "
+                             f"with {num_classes} classes, got values from {y.min()} to {y.max()}")
         out[f"X_{split}"], out[f"y_{split}"] = X, y
     if out["X_train"].shape[1:] != out["X_val"].shape[1:]:
         raise ValueError(f"data['X_val'] rows must have the shape of data['X_train'] rows, "
@@ -91,6 +147,38 @@ def _check_data(data):
 
 def _optional_positive_int(v, name):
     return None if v is None else positive_int(v, name)
+
+
+def _check_optim_config(rule, cfg):
+    """Check ``optim_config`` now rather than at the first update: for a rule
+    of lab.optim exactly as the rule checks it; for any other callable, only
+    ``learning_rate`` (the Solver itself multiplies it by ``lr_decay``).
+    Returns the learning rate the first update will use, or None if unknown."""
+    name = getattr(rule, "__name__", None)
+    if name in optim.UPDATE_RULES and rule is getattr(optim, name):
+        try:
+            return optim.check_config(name, cfg)["learning_rate"]
+        except (TypeError, ValueError) as exc:
+            inner = re.sub(r"\bconfig\b", "optim_config", str(exc))
+            raise type(exc)(f"optim_config is not valid for update_rule {name!r}: "
+                            f"{inner}") from None
+    if "learning_rate" in cfg:
+        return finite_float(cfg["learning_rate"], "optim_config['learning_rate']", low=0.0,
+                            low_open=True)
+    return None
+
+
+def _check_checkpoint_folder(name):
+    """The folder that ``checkpoint_name`` writes into must exist and be
+    writable; it is not created."""
+    folder = os.path.dirname(os.fspath(name)) or os.curdir
+    if not os.path.isdir(folder):
+        what = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise ValueError(f"checkpoint_name {os.fspath(name)!r} writes into the folder "
+                         f"{folder!r}, which {what}; create it first (the Solver does not)")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"checkpoint_name {os.fspath(name)!r} writes into the folder "
+                         f"{folder!r}, which is not writable")
 
 
 class Solver:
@@ -123,7 +211,8 @@ class Solver:
         Validation points used to measure validation accuracy; None uses all.
     checkpoint_name : str or None, default None
         If given, a pickle ``{checkpoint_name}_epoch_{epoch}.pkl`` is written
-        after every epoch.
+        after every epoch.  Its folder must exist and be writable (checked
+        here; it is not created).
     print_every : int, default 10
         Print the training loss every this many iterations (when verbose).
     verbose : bool, default True
@@ -133,6 +222,19 @@ class Solver:
     seed : int, numpy Generator or None, default 0
         Seeds this Solver's own ``np.random.default_rng``, which draws the
         minibatches and the accuracy subsets; the same seed gives the same run.
+        seed=0 by default: the same minibatches on every call; pass seed=None
+        for fresh randomness (``np.random.seed`` has no effect either way).
+
+    Raises
+    ------
+    TypeError, ValueError
+        At once, for a malformed model, data, option, ``optim_config`` or
+        checkpoint folder.
+    FloatingPointError
+        From :meth:`train`, when training diverges: the loss, a gradient or a
+        parameter became NaN or inf, or ``model.loss`` met NaN or inf in its
+        activations.  The message gives the iteration, the epoch and the
+        learning rate.
 
     Attributes
     ----------
@@ -149,6 +251,8 @@ class Solver:
     epoch : int
     optim_configs : dict
         One config dict per parameter name.
+    num_classes : int or None
+        C, as read from the model (see the module docstring), or None.
     """
 
     def __init__(self, model, data, **kwargs):
@@ -168,7 +272,12 @@ class Solver:
         opts = {**_DEFAULTS, **kwargs}
 
         self.model = model
-        d = _check_data(data)
+        for k, v in model.params.items():
+            _check_finite(np.asarray(v), f"model.params[{k!r}]")
+        self.num_classes = _model_num_classes(model)
+        input_dim = getattr(model, "input_dim", None)
+        input_dim = input_dim if isinstance(input_dim, tuple) else None
+        d = _check_data(data, self.num_classes, input_dim)
         self.X_train, self.y_train = d["X_train"], d["y_train"]
         self.X_val, self.y_val = d["X_val"], d["y_val"]
 
@@ -189,6 +298,7 @@ class Solver:
         if not isinstance(cfg, Mapping):
             raise TypeError(f"optim_config must be a dict, got {type(cfg).__name__}")
         self.optim_config = dict(cfg)
+        self._initial_lr = _check_optim_config(self.update_rule, self.optim_config)
         self.lr_decay = finite_float(opts["lr_decay"], "lr_decay", low=0.0, low_open=True)
         self.batch_size = positive_int(opts["batch_size"], "batch_size")
         self.num_epochs = positive_int(opts["num_epochs"], "num_epochs")
@@ -198,6 +308,8 @@ class Solver:
         name = opts["checkpoint_name"]
         if name is not None and not isinstance(name, (str, os.PathLike)):
             raise TypeError(f"checkpoint_name must be a str or None, got {type(name).__name__}")
+        if name is not None:
+            _check_checkpoint_folder(name)
         self.checkpoint_name = name
         self.print_every = positive_int(opts["print_every"], "print_every")
         for flag in ("verbose", "progress"):
@@ -222,33 +334,86 @@ class Solver:
         self.train_acc_history = []
         self.val_acc_history = []
         self.optim_configs = {p: dict(self.optim_config) for p in self.model.params}
+        self._lr_used = self._initial_lr
 
-    def _step(self):
-        """One gradient update on a random minibatch (drawn with replacement)."""
+    def _iterations_per_epoch(self):
+        return max(self.X_train.shape[0] // self.batch_size, 1)
+
+    def _diverged(self, what, t):
+        """The FloatingPointError for a run that diverged at iteration ``t``
+        (0-based): where, what, and the learning rate of the last update."""
+        per_epoch = self._iterations_per_epoch()
+        total = self.num_epochs * per_epoch
+        epoch = min(t // per_epoch + 1, self.num_epochs)
+        lr = self._lr_used
+        if isinstance(lr, numbers.Real) and not isinstance(lr, bool):
+            hint = (f"the learning rate is probably too high (learning_rate={lr:g}): "
+                    f"lower it, e.g. to {lr / 10:g}")
+        else:
+            hint = "the step size of the update rule is probably too large: lower it"
+        return FloatingPointError(f"training diverged at iteration {t + 1} of {total} (epoch "
+                                  f"{epoch} of {self.num_epochs}): {what}; {hint}")
+
+    def _largest_param(self):
+        """A note naming the parameter of largest magnitude, for messages."""
+        mags = {k: float(np.max(np.abs(v))) for k, v in self.model.params.items()
+                if np.size(v) and np.asarray(v).dtype.kind == "f"}
+        if not mags:
+            return ""
+        k = max(mags, key=mags.get)
+        return f" (the parameters have grown to magnitudes of {mags[k]:.3g}, in {k!r})"
+
+    def _model_loss(self, t, X, y=None, where="the minibatch"):
+        """``model.loss``; once the parameters have been updated, an error about
+        NaN or inf inside the model (the data and the initial parameters were
+        checked to be finite) is reported as divergence."""
+        try:
+            return self.model.loss(X) if y is None else self.model.loss(X, y)
+        except (ValueError, FloatingPointError) as exc:
+            if self.loss_history and "NaN or inf" in str(exc):
+                raise self._diverged(f"model.loss on {where} failed with "
+                                     f"'{exc}'{self._largest_param()}", t) from exc
+            raise
+
+    def _step(self, t=None):
+        """One gradient update on a random minibatch (drawn with replacement);
+        ``t`` is the 0-based iteration, for messages."""
+        if t is None:
+            t = len(self.loss_history)
         num_train = self.X_train.shape[0]
         batch_mask = self.rng.choice(num_train, self.batch_size)
         X_batch = self.X_train[batch_mask]
         y_batch = self.y_train[batch_mask]
 
-        out = self.model.loss(X_batch, y_batch)
+        out = self._model_loss(t, X_batch, y_batch)
         if not (isinstance(out, tuple) and len(out) == 2):
             raise TypeError("model.loss(X, y) must return a tuple (loss, grads), got "
                             f"{type(out).__name__}")
         loss, grads = out
         loss = float(loss)
         if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"the training loss became {loss} at iteration {len(self.loss_history) + 1}; "
-                "the learning rate is probably too high")
+            raise self._diverged(f"the training loss became {loss}", t)
         missing = sorted(set(self.model.params) - set(grads))
         if missing:
             raise ValueError(f"model.loss returned no gradients for parameters {missing}")
+        for p in self.model.params:
+            try:
+                _check_finite(np.asarray(grads[p]), f"the gradient of {p!r}")
+            except ValueError as exc:
+                raise self._diverged(f"{exc} (the loss was {loss:g})", t) from None
         self.loss_history.append(loss)
 
         for p, w in list(self.model.params.items()):
             next_w, next_config = self.update_rule(w, grads[p], self.optim_configs[p])
             self.model.params[p] = next_w
             self.optim_configs[p] = next_config
+            if isinstance(next_config, Mapping):
+                self._lr_used = next_config.get("learning_rate", self._lr_used)
+        for p, w in self.model.params.items():
+            try:
+                _check_finite(np.asarray(w), f"{p!r} after the update")
+            except ValueError as exc:
+                raise self._diverged(str(exc), t) from None
 
     def _save_checkpoint(self):
         if self.checkpoint_name is None:
@@ -294,11 +459,22 @@ class Solver:
         Returns
         -------
         acc : float in [0, 1]
+
+        Raises
+        ------
+        ValueError
+            If ``model.loss(X)`` returns scores with NaN or inf (during
+            :meth:`train`, the FloatingPointError of a diverged run instead).
         """
+        return self._accuracy(X, y, num_samples, batch_size)
+
+    def _accuracy(self, X, y, num_samples=None, batch_size=100, t=None):
+        """:meth:`check_accuracy`; with ``t``, the 0-based iteration of
+        :meth:`train`, NaN or inf in the model is reported as divergence."""
         X = np.asarray(X)
         if X.ndim < 2 or X.shape[0] == 0:
             raise ValueError(f"X must have shape (N, ...) with N >= 1, got {X.shape}")
-        y = as_labels(y, "y", n=X.shape[0])
+        y = as_labels(y, "y", n=X.shape[0], num_classes=self.num_classes)
         num_samples = _optional_positive_int(num_samples, "num_samples")
         batch_size = positive_int(batch_size, "batch_size")
 
@@ -310,10 +486,20 @@ class Solver:
 
         y_pred = []
         for start in range(0, N, batch_size):
-            scores = np.asarray(self.model.loss(X[start:start + batch_size]))
+            batch = X[start:start + batch_size]
+            if t is None:
+                scores = np.asarray(self.model.loss(batch))
+            else:
+                scores = np.asarray(self._model_loss(t, batch, where="the accuracy points"))
             if scores.ndim != 2 or scores.shape[0] != min(batch_size, N - start):
                 raise ValueError(f"model.loss(X) must return scores of shape (N, C), got "
                                  f"{scores.shape} for {min(batch_size, N - start)} inputs")
+            if scores.dtype.kind == "f" and not np.all(np.isfinite(scores)):
+                what = (f"model.loss(X) returned scores with NaN or inf for points "
+                        f"{start} to {start + len(batch) - 1}")
+                if t is not None:
+                    raise self._diverged(what + self._largest_param(), t)
+                raise ValueError(what)
             y_pred.append(np.argmax(scores, axis=1))
         y_pred = np.concatenate(y_pred)
         return float(np.mean(y_pred == y))
@@ -322,14 +508,13 @@ class Solver:
         """Run ``num_epochs`` epochs of optimisation, recording the histories,
         then load the best parameters (by validation accuracy) into the model.
         """
-        num_train = self.X_train.shape[0]
-        iterations_per_epoch = max(num_train // self.batch_size, 1)
+        iterations_per_epoch = self._iterations_per_epoch()
         num_iterations = self.num_epochs * iterations_per_epoch
 
         bar = tqdm(total=num_iterations, disable=not self.progress, unit="it", leave=True)
         try:
             for t in range(num_iterations):
-                self._step()
+                self._step(t)
                 bar.update(1)
                 if self.progress:
                     bar.set_postfix(loss=f"{self.loss_history[-1]:.4f}", refresh=False)
@@ -348,10 +533,10 @@ class Solver:
                 first_it = t == 0
                 last_it = t == num_iterations - 1
                 if first_it or last_it or epoch_end:
-                    train_acc = self.check_accuracy(self.X_train, self.y_train,
-                                                    num_samples=self.num_train_samples)
-                    val_acc = self.check_accuracy(self.X_val, self.y_val,
-                                                  num_samples=self.num_val_samples)
+                    train_acc = self._accuracy(self.X_train, self.y_train,
+                                               num_samples=self.num_train_samples, t=t)
+                    val_acc = self._accuracy(self.X_val, self.y_val,
+                                             num_samples=self.num_val_samples, t=t)
                     self.train_acc_history.append(train_acc)
                     self.val_acc_history.append(val_acc)
                     self._save_checkpoint()

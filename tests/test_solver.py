@@ -355,10 +355,220 @@ def test_diverging_training_stops_with_a_clear_error(data):
             return (np.nan if Diverging.calls == 4 else out[0]), out[1]
 
     solver = Solver(Diverging(5, 4, 3), data, num_epochs=5, verbose=False)
-    with pytest.raises(FloatingPointError, match="training loss became nan at iteration 4; "
-                                                 "the learning rate is probably too high"):
+    with pytest.raises(FloatingPointError,
+                       match=r"training diverged at iteration 4 of 10 \(epoch 2 of 5\): the "
+                             r"training loss became nan; the learning rate is probably too high "
+                             r"\(learning_rate=0.01\): lower it, e.g. to 0.001"):
         solver.train()
     assert len(solver.loss_history) == 3
+
+
+def _small_convnet(**kwargs):
+    from lab.cnn import ThreeLayerConvNet
+    return ThreeLayerConvNet(input_dim=(3, 8, 8), num_filters=4, filter_size=3, hidden_dim=10,
+                             **kwargs)
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3, 8, 8)).astype(np.float32)
+    y = rng.integers(10, size=40)
+    return {"X_train": X, "y_train": y, "X_val": X[:20], "y_val": y[:20]}
+
+
+@pytest.mark.parametrize("rule", ["sgd", "sgd_momentum", "rmsprop", "adam"])
+def test_huge_learning_rate_is_reported_as_divergence(images, rule):
+    # one step with lr=1e30 leaves finite but enormous weights, whose
+    # activations overflow inside the network: the Solver says so itself
+    solver = Solver(_small_convnet(), images, update_rule=rule,
+                    optim_config={"learning_rate": 1e30}, batch_size=10, verbose=False)
+    with pytest.raises(FloatingPointError,
+                       match=r"training diverged at iteration 1 of 40 \(epoch 1 of 10\): .*NaN "
+                             r"or inf.*the parameters have grown to magnitudes of .*; the "
+                             r"learning rate is probably too high \(learning_rate=1e\+30\): "
+                             r"lower it, e.g. to 1e\+29") as info:
+        with np.errstate(over="ignore"):
+            solver.train()
+    assert isinstance(info.value.__cause__, ValueError)   # what the model raised
+    assert len(solver.loss_history) == 1
+
+
+def test_scores_with_nan_are_reported_as_divergence(data):
+    # a model that does not check its activations: NaN scores, not a wrong accuracy
+    solver = Solver(TwoLayerNet(5, 4, 3), data, optim_config={"learning_rate": 1e300},
+                    verbose=False)
+    with pytest.raises(FloatingPointError, match=r"training diverged at iteration 1 of 20 "
+                                                 r"\(epoch 1 of 10\): "):
+        with np.errstate(all="ignore"):
+            solver.train()
+
+
+def test_parameters_made_infinite_by_the_update(data):
+    def explode(w, dw, config):
+        return w * np.inf, config
+
+    solver = Solver(TwoLayerNet(5, 4, 3), data, update_rule=explode, verbose=False)
+    with pytest.raises(FloatingPointError,
+                       match=r"iteration 1 of 20 \(epoch 1 of 10\): 'W1' after the update "
+                             r"contains NaN or inf; the step size of the update rule is "
+                             r"probably too large"):
+        with np.errstate(all="ignore"):
+            solver.train()
+
+
+def test_nonfinite_gradient_is_reported_before_the_update(data):
+    class BadGrad(TwoLayerNet):
+        def loss(self, X, y=None):
+            out = super().loss(X, y)
+            if y is not None:
+                out[1]["b1"] = out[1]["b1"] * np.inf
+            return out
+
+    model = BadGrad(5, 4, 3)
+    before = {k: v.copy() for k, v in model.params.items()}
+    solver = Solver(model, data, update_rule="adam", verbose=False)
+    with pytest.raises(FloatingPointError, match=r"iteration 1 of 20 \(epoch 1 of 10\): the "
+                                                 r"gradient of 'b1' contains NaN or inf \(the "
+                                                 r"loss was .*\); .*learning_rate=0.001"):
+        with np.errstate(all="ignore"):
+            solver.train()
+    for k in before:                                    # nothing was updated
+        np.testing.assert_array_equal(model.params[k], before[k])
+
+
+def test_nan_error_before_any_update_is_not_called_divergence(data):
+    class Broken(TwoLayerNet):
+        def loss(self, X, y=None):
+            raise ValueError("x contains NaN or inf")
+
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        Solver(Broken(5, 4, 3), data, verbose=False).train()
+
+
+def test_check_accuracy_refuses_nan_scores(data):
+    model, solver = make_solver(data)
+    model.params["b2"] = np.full(3, np.nan)
+    with pytest.raises(ValueError, match=r"model.loss\(X\) returned scores with NaN or inf "
+                                         r"for points 0 to 59"):
+        solver.check_accuracy(data["X_val"], data["y_val"])
+
+
+@pytest.mark.parametrize("rule, cfg, exc, pattern", [
+    ("sgd", {"lr": 0.1}, ValueError,
+     r"optim_config is not valid for update_rule 'sgd': optim_config has entries \['lr'\] "
+     r"that sgd does not use; expected only \['learning_rate'\]"),
+    ("sgd", {"learning_rate": -0.1}, ValueError,
+     r"update_rule 'sgd': optim_config\['learning_rate'\] must lie in \(0.0, inf\), got -0.1"),
+    ("adam", {"learning_rate": float("nan")}, ValueError,
+     r"update_rule 'adam': optim_config\['learning_rate'\] must be finite, got nan"),
+    ("rmsprop", {"learning_rate": "1e-3"}, TypeError,
+     r"update_rule 'rmsprop': optim_config\['learning_rate'\] must be a real number, got '1e-3'"),
+    ("sgd_momentum", {"momentum": 1.0}, ValueError,
+     r"update_rule 'sgd_momentum': optim_config\['momentum'\] must lie in \[0.0, 1.0\)"),
+    (optim.adam, {"beta1": 1.5}, ValueError,
+     r"update_rule 'adam': optim_config\['beta1'\] must lie in \[0.0, 1.0\), got 1.5"),
+    (optim.adam, {"momentum": 0.9}, ValueError,
+     r"update_rule 'adam': optim_config has entries \['momentum'\] that adam does not use"),
+    (lambda w, dw, c: (w, c), {"learning_rate": 0.0}, ValueError,
+     r"optim_config\['learning_rate'\] must lie in \(0.0, inf\), got 0.0"),
+    (lambda w, dw, c: (w, c), {"learning_rate": None}, TypeError,
+     r"optim_config\['learning_rate'\] must be a real number, got None"),
+])
+def test_bad_optim_config_fails_when_the_solver_is_built(data, rule, cfg, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        Solver(TwoLayerNet(5, 4, 3), data, update_rule=rule, optim_config=cfg)
+
+
+def test_good_optim_config_and_callable_rule_options_are_accepted(data):
+    Solver(TwoLayerNet(5, 4, 3), data, update_rule="adam",
+           optim_config={"learning_rate": 1e-3, "beta1": 0.8, "t": 0})
+    # a callable's own hyperparameters are its business
+    Solver(TwoLayerNet(5, 4, 3), data, update_rule=lambda w, dw, c: (w, c),
+           optim_config={"learning_rate": 0.1, "anything": "goes"})
+
+
+class CountedModel(TwoLayerNet):
+    """Parameters not named in the CS231n way: the class count comes from an attribute."""
+
+    def __init__(self, num_classes=None):
+        super().__init__(5, 4, 3)
+        self.params = {"hidden_w": self.params["W1"], "hidden_b": self.params["b1"],
+                       "out_w": self.params["W2"], "out_b": self.params["b2"]}
+        if num_classes is not None:
+            self.num_classes = num_classes
+
+
+@pytest.mark.parametrize("make, d, exc, pattern", [
+    # the number of classes from the CS231n parameter names (b2 of TwoLayerNet)
+    (lambda: TwoLayerNet(5, 4, 3), lambda d: dict(d, y_val=np.where(d["y_val"] == 0, 3, d["y_val"])),
+     ValueError, r"data\['y_val'\] must lie in \[0, 2\] for a model with 3 classes, got "
+                 r"values from 1 to 3"),
+    (lambda: TwoLayerNet(5, 4, 3), lambda d: dict(d, y_train=d["y_train"] + 5), ValueError,
+     r"data\['y_train'\] must lie in \[0, 2\] for a model with 3 classes, got values from 5 to 7"),
+    # ... or from a num_classes attribute
+    (lambda: CountedModel(num_classes=3), lambda d: dict(d, y_val=d["y_val"] + 1), ValueError,
+     r"data\['y_val'\] must lie in \[0, 2\] for a model with 3 classes, got values from 1 to 3"),
+    (lambda: CountedModel(num_classes=0), lambda d: d, ValueError,
+     "model.num_classes must be a positive integer, got 0"),
+    # inputs
+    (lambda: TwoLayerNet(5, 4, 3), lambda d: dict(d, X_val=np.where(d["X_val"] > 2, np.inf, d["X_val"])),
+     ValueError, r"data\['X_val'\] contains NaN or inf"),
+    (lambda: TwoLayerNet(5, 4, 3), lambda d: dict(d, X_train=np.full_like(d["X_train"], np.nan)),
+     ValueError, r"data\['X_train'\] contains NaN or inf"),
+    (lambda: TwoLayerNet(5, 4, 3), lambda d: dict(d, X_train=d["X_train"] > 0), TypeError,
+     r"data\['X_train'\] must hold real numbers, got dtype bool"),
+])
+def test_bad_data_fails_when_the_solver_is_built(data, make, d, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        Solver(make(), d(data))
+
+
+def test_labels_of_a_model_with_unknown_classes_need_only_be_non_negative(data):
+    solver = Solver(CountedModel(), dict(data, y_val=data["y_val"] + 7), verbose=False)
+    assert solver.num_classes is None
+    assert Solver(CountedModel(num_classes=3), data).num_classes == 3
+    assert Solver(TwoLayerNet(5, 4, 3), data).num_classes == 3
+
+
+def test_convnet_labels_and_input_shape_are_checked(images):
+    y_val = images["y_val"].copy()
+    y_val[3] = 10
+    with pytest.raises(ValueError, match=r"data\['y_val'\] must lie in \[0, 9\] for a model "
+                                         r"with 10 classes, got values from 0 to 10"):
+        Solver(_small_convnet(), dict(images, y_val=y_val))
+    with pytest.raises(ValueError, match=r"data\['X_train'\] must have shape \(N, 3, 8, 8\) to "
+                                         r"match the model's input_dim \(3, 8, 8\), got "
+                                         r"\(40, 3, 8, 6\)"):
+        Solver(_small_convnet(), dict(images, X_train=images["X_train"][..., :6],
+                                      X_val=images["X_val"][..., :6]))
+    solver = Solver(_small_convnet(), images, verbose=False)
+    with pytest.raises(ValueError, match=r"y must lie in \[0, 9\], got values from 0 to 10"):
+        solver.check_accuracy(images["X_val"], y_val)
+
+
+def test_nonfinite_initial_parameters(data):
+    model = TwoLayerNet(5, 4, 3)
+    model.params["W2"][0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"model.params\['W2'\] contains NaN or inf"):
+        Solver(model, data)
+
+
+def test_checkpoint_folder_is_checked_when_the_solver_is_built(data, tmp_path, monkeypatch):
+    missing = tmp_path / "no_such_folder" / "ckpt"
+    with pytest.raises(ValueError, match=r"checkpoint_name '.*ckpt' writes into the folder "
+                                         r"'.*no_such_folder', which does not exist; create it "
+                                         r"first \(the Solver does not\)"):
+        Solver(TwoLayerNet(5, 4, 3), data, checkpoint_name=str(missing))
+    assert not missing.parent.exists()
+    a_file = tmp_path / "plain_file"
+    a_file.write_text("")
+    with pytest.raises(ValueError, match="which is not a folder"):
+        Solver(TwoLayerNet(5, 4, 3), data, checkpoint_name=str(a_file / "ckpt"))
+    import lab.solver
+    monkeypatch.setattr(lab.solver.os, "access", lambda path, mode: False)
+    with pytest.raises(ValueError, match=r"writes into the folder '.*', which is not writable"):
+        Solver(TwoLayerNet(5, 4, 3), data, checkpoint_name=str(tmp_path / "ckpt"))
 
 
 def test_check_accuracy_bad_input(data):
