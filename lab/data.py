@@ -21,8 +21,9 @@ computed on the training split.  It looks for the data, in order, in an explicit
 ``root``, in ``$LAB_DATA/cifar10``, in the user cache, and finally downloads the
 official ``cifar-10-python.tar.gz`` (checksum-verified).  A data folder may hold
 the official python batches or an image-folder tree ``train/<class>/*``,
-``test/<class>/*``.  Decoded arrays are cached in the user cache directory
-(``$LAB_CACHE`` overrides it), never in the data folder.
+``test/<class>/*`` named by :data:`CIFAR10_CLASSES`.  Decoded arrays are
+cached in the user cache directory (``$LAB_CACHE`` overrides it), never in the
+data folder; an official archive is verified by its MD5 wherever it lies.
 """
 from __future__ import annotations
 
@@ -533,9 +534,10 @@ def _list_image_folder(split_dir: pathlib.Path):
         )
     files, labels = [], []
     for k, c in enumerate(CIFAR10_CLASSES):
-        names = sorted(p for p in (split_dir / c).iterdir()
-                       if p.suffix.lower() in _IMAGE_SUFFIXES and not p.name.startswith(".")
-                       and p.is_file())
+        with os.scandir(split_dir / c) as entries:
+            names = sorted(pathlib.Path(e.path) for e in entries
+                           if os.path.splitext(e.name)[1].lower() in _IMAGE_SUFFIXES
+                           and not e.name.startswith(".") and e.is_file())
         if not names:
             raise ValueError(f"class folder {split_dir / c} holds no images")
         files += names
@@ -559,9 +561,8 @@ def _decode_images(files):
     return out
 
 
-def _read_image_folder(root: pathlib.Path):
-    f_tr, y_tr = _list_image_folder(root / "train")
-    f_te, y_te = _list_image_folder(root / "test")
+def _read_image_folder(root: pathlib.Path, listing=None):
+    f_tr, y_tr, f_te, y_te = _image_folder_listing(root) if listing is None else listing
     # Files are listed class by class; a fixed permutation mixes the classes so
     # that any prefix (for example the validation split) holds all of them.
     p_tr = np.random.default_rng(0).permutation(len(f_tr))
@@ -569,6 +570,10 @@ def _read_image_folder(root: pathlib.Path):
     x_tr = _decode_images([f_tr[i] for i in p_tr])
     x_te = _decode_images([f_te[i] for i in p_te])
     return x_tr, y_tr[p_tr], x_te, y_te[p_te], CIFAR10_CLASSES
+
+
+def _image_folder_listing(root: pathlib.Path):
+    return (*_list_image_folder(root / "train"), *_list_image_folder(root / "test"))
 
 
 def _source_kind(folder: pathlib.Path):
@@ -586,43 +591,138 @@ def _source_kind(folder: pathlib.Path):
     return None
 
 
-def _fingerprint(kind, path: pathlib.Path) -> str:
-    h = hashlib.sha1(f"{kind}:{path.resolve()}".encode())
-    if kind == "image-folder":
-        for split in ("train", "test"):
-            for d in sorted((path / split).iterdir()):
-                if d.is_dir():
-                    st = [e.stat() for e in os.scandir(d)]
-                    h.update(f"{d.name}:{len(st)}:{sum(s.st_size for s in st)}:"
-                             f"{max((s.st_mtime_ns for s in st), default=0)}".encode())
-    else:
-        files = [path] if path.is_file() else [path / b for b in _BATCHES]
-        for f in files:
-            st = f.stat() if f.exists() else None
-            h.update(f"{f.name}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1}".encode())
-    return h.hexdigest()[:16]
+def _batches_digest(folder: pathlib.Path) -> str:
+    """SHA-256 of the six batch files' names and contents (about 180 MB, ~0.3 s)."""
+    h = hashlib.sha256()
+    for b in _BATCHES:
+        with open(folder / b, "rb") as fh:
+            h.update(f"{b}:{hashlib.file_digest(fh, 'sha256').hexdigest()}\n".encode())
+    return h.hexdigest()
 
 
-def _decode_source(kind, path, use_cache=True):
-    cached = cache_dir() / f"cifar10-decoded-{_fingerprint(kind, path)}.npz"
-    if use_cache and cached.is_file():
-        try:
-            with np.load(cached) as z:
-                return (z["x_train"], z["y_train"], z["x_test"], z["y_test"],
-                        tuple(str(c) for c in z["classes"]))
-        except Exception:
-            cached.unlink()  # damaged cache: decode again
-    if kind == "official-dir":
-        arrays = _read_official_dir(path)
-    elif kind == "official-tar":
-        arrays = _read_official_tar(path)
-    else:
-        arrays = _read_image_folder(path)
-    if use_cache:
+def _listing_digest(root: pathlib.Path, listing) -> str:
+    """Hash of the image folder's resolved path and of every listed image's
+    relative path, size and modification time in nanoseconds."""
+    f_tr, _, f_te, _ = listing
+    h = hashlib.sha256(f"{root.resolve()}\n".encode())
+    for f in (*f_tr, *f_te):
+        st = f.stat()
+        h.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _check_decoded(x_tr, y_tr, x_te, y_te, classes, where):
+    """Check decoded CIFAR-10 arrays (fresh or from the cache) and return them."""
+    classes = tuple(str(c) for c in classes)
+    if classes != CIFAR10_CLASSES:
+        raise ValueError(f"{where}: expected the 10 CIFAR-10 classes {CIFAR10_CLASSES}, got {classes}")
+    for split, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.shape[0] == 0:
+            raise ValueError(
+                f"{where}: {split} images must be uint8 of shape (N, 32, 32, 3) with N >= 1, "
+                f"got {x.dtype} of shape {x.shape}"
+            )
+        if y.dtype != np.int64 or y.shape != (x.shape[0],):
+            raise ValueError(
+                f"{where}: {split} labels must be int64 of shape ({x.shape[0]},) to match the "
+                f"images, got {y.dtype} of shape {y.shape}"
+            )
+        if y.min() < 0 or y.max() > 9:
+            raise ValueError(f"{where}: {split} labels must lie in 0..9, got {_bad_values(y, 0, 9)}")
+    return x_tr, y_tr, x_te, y_te, CIFAR10_CLASSES
+
+
+def _load_decoded(cached: pathlib.Path):
+    """The arrays of a decoded cache file, or None when it is missing; a
+    damaged or invalid one is deleted (and so decoded again)."""
+    if not cached.is_file():
+        return None
+    try:
+        with np.load(cached, allow_pickle=False) as z:
+            arrays = (z["x_train"], z["y_train"], z["x_test"], z["y_test"], z["classes"])
+        return _check_decoded(*arrays, where=str(cached))
+    except Exception:
+        cached.unlink(missing_ok=True)
+        return None
+
+
+def _decode_cached(name: str, decode, where, use_cache: bool):
+    cached = cache_dir() / f"cifar10-decoded-{name}.npz" if use_cache else None
+    if cached is not None:
+        arrays = _load_decoded(cached)
+        if arrays is not None:
+            return arrays
+    arrays = _check_decoded(*decode(), where=str(where))
+    if cached is not None:
         x_tr, y_tr, x_te, y_te, classes = arrays
         _atomic_write(cached, lambda fh: np.savez(
             fh, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, classes=np.array(classes)))
     return arrays
+
+
+def _verify_archive(archive: pathlib.Path) -> None:
+    expected = CIFAR10_MD5.split(":", 1)[-1].lower()
+    with open(archive, "rb") as fh:
+        actual = hashlib.file_digest(fh, "md5").hexdigest()
+    if actual != expected:
+        raise ValueError(
+            f"{archive} is not the official {CIFAR10_ARCHIVE}: its MD5 is {actual}, expected "
+            f"{expected}. It is damaged or incomplete: delete it and download {CIFAR10_URL} "
+            "again (a re-packed archive can be extracted instead: its cifar-10-batches-py/ "
+            "folder is read as it is)"
+        )
+
+
+def _decode_archive(archive: pathlib.Path, use_cache: bool):
+    """Decode the official archive after checking its MD5.
+
+    Only an archive with the official MD5 is ever decoded, so the decoded cache
+    is named by that MD5.  That this file (its path, size, modification and
+    status-change times, inode) was verified is remembered by a marker in the
+    cache, so the MD5 of the 170 MB is computed once, not on every call.  Any
+    change of the file, even a same-size edit with its mtime set back, changes
+    its status-change time and so gets it verified again.
+    """
+    expected = CIFAR10_MD5.split(":", 1)[-1].lower()
+    name = f"archive-md5-{expected}"
+    marker = None
+    if use_cache:
+        st = archive.stat()
+        key = (f"{archive.resolve()}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:"
+               f"{st.st_ino}:{expected}")
+        marker = cache_dir() / f"cifar10-verified-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
+        if marker.is_file():
+            arrays = _load_decoded(cache_dir() / f"cifar10-decoded-{name}.npz")
+            if arrays is not None:
+                return arrays
+    _verify_archive(archive)
+    arrays = _decode_cached(name, lambda: _read_official_tar(archive), archive, use_cache)
+    if marker is not None:
+        marker.touch()
+    return arrays
+
+
+def _decode_source(kind, path, use_cache=True):
+    """Decoded arrays of a source found by :func:`_source_kind`, through the cache.
+
+    The decoded cache is named by a fingerprint of the source: for official
+    batches the SHA-256 of their contents (any edit is seen); for the official
+    archive its verified MD5 (see :func:`_decode_archive`); for an image folder
+    the path, size and modification time (ns) of every image, which sees any
+    edit that changes an image's mtime (hashing the 60,000 images' contents on
+    every load would take three times as long as listing them).
+    """
+    if kind == "official-tar":
+        return _decode_archive(path, use_cache)
+    if kind == "official-dir":
+        missing = [b for b in _BATCHES if not (path / b).is_file()]
+        if missing:
+            raise ValueError(f"{path} lacks the CIFAR-10 batches {missing}")
+        name = "batches-" + (_batches_digest(path)[:20] if use_cache else "")
+        return _decode_cached(name, lambda: _read_official_dir(path), path, use_cache)
+    listing = _image_folder_listing(path)
+    name = "images-" + (_listing_digest(path, listing)[:20] if use_cache else "")
+    return _decode_cached(name, lambda: _read_image_folder(path, listing), path, use_cache)
 
 
 def _download_official(folder: pathlib.Path) -> pathlib.Path:
@@ -639,6 +739,27 @@ def load_cifar10_raw(root=None, *, download: bool = True, cache: bool = True):
     Sources, in order: ``root`` (a CIFAR-10 folder or a folder holding
     ``cifar10/``); ``$LAB_DATA/cifar10``; ``cache_dir()/cifar10``; a download of
     the official ``cifar-10-python.tar.gz`` into the cache, verified by its MD5.
+
+    A folder may hold the official python batches (``data_batch_1`` ..
+    ``data_batch_5``, ``test_batch``, possibly inside ``cifar-10-batches-py/``),
+    the archive ``cifar-10-python.tar.gz``, or an image-folder tree
+    ``train/<class>/*``, ``test/<class>/*`` with one folder per name in
+    :data:`CIFAR10_CLASSES` (label k is ``CIFAR10_CLASSES[k]``; folders whose
+    names start with '.' or '_', such as ``__MACOSX``, are ignored, any other
+    unknown folder or a missing class is an error).
+
+    A file named ``cifar-10-python.tar.gz`` is taken for the official archive
+    wherever it lies, and is read only when its MD5 is the official one
+    (checked once per file; see below).  A re-packed archive can be extracted
+    instead: batches are read as they are.  Every batch is checked: pixels
+    must be integers 0..255 and labels integers 0..9.
+
+    Decoded arrays are cached in :func:`cache_dir` (with ``cache``) under a
+    fingerprint of the source: the SHA-256 of the batch files' contents, the
+    archive's verified MD5, or, for an image folder, the path, size and
+    modification time of every image (hashing 60,000 images' contents would
+    cost more than the listing on every load).  A cache file that does not
+    hold valid arrays is decoded again.
 
     Returns
     -------

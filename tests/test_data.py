@@ -225,9 +225,18 @@ def test_official_tar_and_lab_data(official_dir, tmp_path, monkeypatch):
     tar_home.mkdir(parents=True)
     with tarfile.open(tar_home / data.CIFAR10_ARCHIVE, "w:gz") as tar:
         tar.add(root / "cifar10" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    monkeypatch.setattr(data, "CIFAR10_MD5", md5_of(tar_home / data.CIFAR10_ARCHIVE))
     monkeypatch.setenv("LAB_DATA", str(tmp_path / "tarhome"))
     x_tr, *_ = data.load_cifar10_raw(download=False)
     assert np.array_equal(x_tr, xtr)
+
+
+def test_missing_batch_is_named(official_dir):
+    root, _ = official_dir
+    (batch_dir(root) / "data_batch_4").unlink()
+    (batch_dir(root) / "test_batch").unlink()
+    with pytest.raises(ValueError, match=r"lacks the CIFAR-10 batches \['data_batch_4', 'test_batch'\]"):
+        data.load_cifar10_raw(root, download=False)
 
 
 def make_archive(official_root, folder):
@@ -265,6 +274,50 @@ def test_oversized_archive_member_is_not_read(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"member cifar-10-batches-py/data_batch_1 declares "
                                          r"314572800 bytes; a CIFAR-10 batch is about 31 MB"):
         data.load_cifar10_raw(tmp_path / "big", download=False)
+
+
+@pytest.mark.parametrize("where", ["user cache", "LAB_DATA"])
+def test_reused_archive_is_verified(official_dir, tmp_path, monkeypatch, where):
+    """An archive that is already there is checked against the official MD5."""
+    root, _ = official_dir
+    if where == "user cache":
+        monkeypatch.delenv("LAB_DATA", raising=False)
+        folder = tmp_path / "cache" / "cifar10"
+    else:
+        monkeypatch.setenv("LAB_DATA", str(tmp_path / "tarhome"))
+        folder = tmp_path / "tarhome" / "cifar10"
+    archive = make_archive(root, folder)
+    actual = md5_of(archive)[4:]
+    with pytest.raises(ValueError) as info:
+        data.load_cifar10_raw(download=False)
+    msg = str(info.value)
+    assert str(archive) in msg and "not the official cifar-10-python.tar.gz" in msg
+    assert f"its MD5 is {actual}, expected c58f30108f718f92721af3b95e74349a" in msg
+    assert "delete it and download" in msg
+    assert not list((tmp_path / "cache").glob("*.npz"))
+
+
+def test_verified_archive_is_hashed_once(official_dir, tmp_path, monkeypatch):
+    root, (xtr, ytr, xt, yt) = official_dir
+    monkeypatch.delenv("LAB_DATA", raising=False)
+    archive = make_archive(root, tmp_path / "cache" / "cifar10")
+    monkeypatch.setattr(data, "CIFAR10_MD5", md5_of(archive))
+    hashed = []
+    real_verify = data._verify_archive
+    monkeypatch.setattr(data, "_verify_archive", lambda a: hashed.append(a) or real_verify(a))
+    for _ in range(3):
+        x_tr, y_tr, x_te, y_te, _ = data.load_cifar10_raw(download=False)
+        assert np.array_equal(x_tr, xtr) and np.array_equal(y_te, yt)
+    assert hashed == [archive]
+    # a same-size edit with the mtime set back is still noticed and checked again
+    st = archive.stat()
+    raw = bytearray(archive.read_bytes())
+    raw[-100] ^= 0xFF
+    archive.write_bytes(bytes(raw))
+    os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(ValueError, match="its MD5 is"):
+        data.load_cifar10_raw(download=False)
+    assert hashed == [archive, archive]
 
 
 def test_split_normalisation_and_layouts(official_dir):
@@ -464,6 +517,77 @@ def test_decoded_cache_is_reused(image_folder, monkeypatch):
     monkeypatch.setattr(data, "_read_image_folder", fail)
     second = data.load_cifar10_raw(image_folder, download=False)
     assert np.array_equal(first[0], second[0])
+
+
+def _cache_file():
+    (cached,) = pathlib.Path(os.environ["LAB_CACHE"]).glob("cifar10-decoded-*.npz")
+    return cached
+
+
+@pytest.mark.parametrize("damage, key", [
+    (lambda z: z["y_train"].__setitem__(0, 42), "y_train"),
+    (lambda z: z["y_test"].__setitem__(0, -1), "y_test"),
+    (lambda z: z.__setitem__("y_train", z["y_train"].astype(np.float64)), "y_train"),
+    (lambda z: z.__setitem__("y_train", z["y_train"][:-1]), "y_train"),
+    (lambda z: z.__setitem__("x_train", z["x_train"].transpose(0, 3, 1, 2)), "x_train"),
+    (lambda z: z.__setitem__("x_test", z["x_test"].astype(np.float32)), "x_test"),
+    (lambda z: z.__setitem__("x_test", z["x_test"][:0]), "x_test"),
+    (lambda z: z.__setitem__("classes", z["classes"][:9]), "classes"),
+    (lambda z: z.pop("y_test"), "y_test"),
+], ids=["label-42", "label-minus-1", "float-labels", "short-labels", "nchw-images",
+        "float-images", "no-test-images", "nine-classes", "missing-array"])
+def test_invalid_decoded_cache_is_rebuilt(official_dir, damage, key):
+    root, (xtr, ytr, xt, yt) = official_dir
+    data.load_cifar10_raw(root, download=False)
+    cached = _cache_file()
+    with np.load(cached) as z:
+        arrays = dict(z)
+    damage(arrays)
+    np.savez(cached, **arrays)  # a well-formed .npz with the wrong contents
+    x_tr, y_tr, x_te, y_te, classes = data.load_cifar10_raw(root, download=False)
+    assert np.array_equal(x_tr, xtr) and np.array_equal(y_tr, ytr)
+    assert np.array_equal(x_te, xt) and np.array_equal(y_te, yt)
+    assert classes == data.CIFAR10_CLASSES and y_tr.dtype == y_te.dtype == np.int64
+    assert x_tr.dtype == x_te.dtype == np.uint8
+    with np.load(_cache_file()) as z:  # and the cache holds the right arrays again
+        assert np.array_equal(z["y_train"], ytr) and np.array_equal(z["x_test"], xt)
+
+
+def test_same_size_batch_edit_is_seen(official_dir):
+    """Editing a batch in place, size and mtime unchanged, gives the new images."""
+    root, (xtr, ytr, xt, yt) = official_dir
+    data.load_cifar10_raw(root, download=False)
+    batch = batch_dir(root) / "data_batch_2"
+    st = batch.stat()
+    x_new = xtr[20:40][::-1]  # the same bytes in another order: the same file size
+    write_batch(batch, x_new, ytr[20:40])
+    assert batch.stat().st_size == st.st_size
+    os.utime(batch, ns=(st.st_atime_ns, st.st_mtime_ns))
+    x_tr, *_ = data.load_cifar10_raw(root, download=False)
+    assert np.array_equal(x_tr[20:40], x_new)
+    assert np.array_equal(x_tr[:20], xtr[:20]) and np.array_equal(x_tr[40:], xtr[40:])
+
+
+def test_replaced_image_with_older_mtime_is_seen(image_folder):
+    """An image replaced by a same-size file with an older mtime (as `cp -p` of an
+    older copy leaves it) is decoded again, although no folder's newest mtime changes."""
+    cat = image_folder / "train" / "cat"
+    old = np.full((32, 32, 3), 60, np.uint8)
+    (cat / "0000.png").unlink()
+    Image.fromarray(old).save(cat / "0000.bmp")
+    oldest = min(p.stat().st_mtime_ns for p in image_folder.rglob("*"))
+    os.utime(cat / "0000.bmp", ns=(oldest - 2 * 10**9, oldest - 2 * 10**9))
+    x_tr, y_tr, *_ = data.load_cifar10_raw(image_folder, download=False)
+    assert (x_tr == old).all(axis=(1, 2, 3)).sum() == 1
+    size = (cat / "0000.bmp").stat().st_size
+    new = old.copy()
+    new[..., 1:] = 7
+    Image.fromarray(new).save(cat / "0000.bmp")
+    assert (cat / "0000.bmp").stat().st_size == size
+    os.utime(cat / "0000.bmp", ns=(oldest - 10**9, oldest - 10**9))
+    x_tr, y_tr, *_ = data.load_cifar10_raw(image_folder, download=False)
+    assert (x_tr == old).all(axis=(1, 2, 3)).sum() == 0
+    assert (x_tr == new).all(axis=(1, 2, 3)).sum() == 1
 
 
 def test_empty_and_corrupt_image_folders(image_folder):
