@@ -125,8 +125,9 @@ def _check_data(data, num_classes=None, input_dim=None):
             raise ValueError(f"data['X_{split}'] must have shape (N, ...) with N >= 1 and at "
                              f"least 2 dimensions, got {X.shape}")
         if input_dim is not None and X.shape[1:] != input_dim:
-            raise ValueError(f"data['X_{split}'] must have shape (N, {', '.join(map(str, input_dim))})"
-                             f" to match the model's input_dim {input_dim}, got {X.shape}")
+            want = ", ".join(map(str, input_dim))
+            raise ValueError(f"data['X_{split}'] must have shape (N, {want}) to match the "
+                             f"model's input_dim {input_dim}, got {X.shape}")
         _check_finite(X, f"data['X_{split}']")
         y = as_labels(data[f"y_{split}"], f"data['y_{split}']")
         if y.shape[0] != X.shape[0]:

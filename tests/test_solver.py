@@ -501,7 +501,8 @@ class CountedModel(TwoLayerNet):
 
 @pytest.mark.parametrize("make, d, exc, pattern", [
     # the number of classes from the CS231n parameter names (b2 of TwoLayerNet)
-    (lambda: TwoLayerNet(5, 4, 3), lambda d: dict(d, y_val=np.where(d["y_val"] == 0, 3, d["y_val"])),
+    (lambda: TwoLayerNet(5, 4, 3),
+     lambda d: dict(d, y_val=np.where(d["y_val"] == 0, 3, d["y_val"])),
      ValueError, r"data\['y_val'\] must lie in \[0, 2\] for a model with 3 classes, got "
                  r"values from 1 to 3"),
     (lambda: TwoLayerNet(5, 4, 3), lambda d: dict(d, y_train=d["y_train"] + 5), ValueError,
@@ -512,7 +513,8 @@ class CountedModel(TwoLayerNet):
     (lambda: CountedModel(num_classes=0), lambda d: d, ValueError,
      "model.num_classes must be a positive integer, got 0"),
     # inputs
-    (lambda: TwoLayerNet(5, 4, 3), lambda d: dict(d, X_val=np.where(d["X_val"] > 2, np.inf, d["X_val"])),
+    (lambda: TwoLayerNet(5, 4, 3),
+     lambda d: dict(d, X_val=np.where(d["X_val"] > 2, np.inf, d["X_val"])),
      ValueError, r"data\['X_val'\] contains NaN or inf"),
     (lambda: TwoLayerNet(5, 4, 3), lambda d: dict(d, X_train=np.full_like(d["X_train"], np.nan)),
      ValueError, r"data\['X_train'\] contains NaN or inf"),
