@@ -58,18 +58,33 @@ def cache_dir() -> pathlib.Path:
     """The folder where lab caches patches, downloads and decoded arrays.
 
     ``$LAB_CACHE`` when set, else the operating system's user cache folder
-    (``$XDG_CACHE_HOME/lab`` or ``~/.cache/lab`` on Linux).
+    (``$XDG_CACHE_HOME/lab`` or ``~/.cache/lab`` on Linux).  It is created
+    when first written to; a file in its place (or in place of one of its
+    parents) is a NotADirectoryError that names it.
     """
     env = os.environ.get("LAB_CACHE")
     if env:
-        return pathlib.Path(env).expanduser()
-    if os.name == "nt":
+        path = pathlib.Path(env).expanduser()
+    elif os.name == "nt":
         base = os.environ.get("LOCALAPPDATA") or pathlib.Path.home() / "AppData" / "Local"
-        return pathlib.Path(base) / "lab" / "Cache"
-    if sys.platform == "darwin":
-        return pathlib.Path.home() / "Library" / "Caches" / "lab"
-    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-    return pathlib.Path(base) / "lab"
+        path = pathlib.Path(base) / "lab" / "Cache"
+    elif sys.platform == "darwin":
+        path = pathlib.Path.home() / "Library" / "Caches" / "lab"
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+        path = pathlib.Path(base) / "lab"
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = (f"LAB_CACHE={env!r} must name a folder" if env
+                         else f"the cache folder {path} must be a folder")
+                raise NotADirectoryError(
+                    f"{where} (it is created when missing), but {p} is a file; "
+                    + ("point LAB_CACHE at a folder" if env
+                       else "move that file away or set LAB_CACHE to a folder")
+                )
+            break
+    return path
 
 
 def _atomic_write(path: pathlib.Path, write) -> None:
@@ -274,7 +289,7 @@ def load_patches(path=None, *, num_patches: int = 10240, patch_size: int = 16,
     num_patches = positive_int(num_patches, "num_patches")
     patch_size = positive_int(patch_size, "patch_size")
     seed = nonneg_int(seed, "seed")
-    cached = cache_dir() / f"patches-{num_patches}x{patch_size}-seed{seed}.h5"
+    cached = cache_dir() / f"patches-{num_patches}x{patch_size}-seed{seed}.h5" if cache else None
     if cache and cached.is_file():
         try:
             return _read_patches(cached)
@@ -776,9 +791,10 @@ def load_cifar10_raw(root=None, *, download: bool = True, cache: bool = True):
         candidates.append(("root argument", root / "cifar10" if (root / "cifar10").is_dir() else root))
     if os.environ.get("LAB_DATA"):
         candidates.append(("$LAB_DATA", pathlib.Path(os.environ["LAB_DATA"]).expanduser() / "cifar10"))
-    user = cache_dir() / "cifar10"
-    candidates.append(("user cache", user))
+    candidates.append(("user cache", None))  # cache_dir() only once it is needed
     for label, folder in candidates:
+        if folder is None:
+            folder = user = cache_dir() / "cifar10"
         found = _source_kind(folder)
         if found is not None:
             return _decode_source(*found, use_cache=cache)
@@ -830,8 +846,11 @@ def load_cifar10(root=None, *, num_training: int = 49000, num_validation: int = 
     layout : {"NCHW", "NHWC"}
         NCHW for lab's NumPy layers and PyTorch, NHWC for Keras.
     dtype : floating dtype
+        Anything ``np.dtype`` accepts (``np.float32``, ``"float32"``); checked
+        before any data are read.
     normalize : bool
-        Per-channel standardisation with training-split statistics.
+        Per-channel standardisation with training-split statistics; a channel
+        whose standard deviation is 0 on the training split is a ValueError.
 
     Returns
     -------
@@ -845,8 +864,17 @@ def load_cifar10(root=None, *, num_training: int = 49000, num_validation: int = 
     num_test = nonneg_int(num_test, "num_test")
     if layout not in ("NCHW", "NHWC"):
         raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}")
-    if np.dtype(dtype).kind != "f":
-        raise TypeError(f"dtype must be a floating-point type, got {np.dtype(dtype)}")
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"dtype must be a floating-point type such as np.float32 or 'float32', got {dtype!r} ({exc})"
+        ) from exc
+    if dt.kind != "f":
+        raise TypeError(
+            f"dtype must be a floating-point type such as np.float32 or 'float32', got {dtype!r} ({dt})"
+        )
+    dtype = dt
     x_tr, y_tr, x_te, y_te, classes = load_cifar10_raw(root, download=download, cache=cache)
     if num_training + num_validation > x_tr.shape[0]:
         raise ValueError(
@@ -865,9 +893,16 @@ def load_cifar10(root=None, *, num_training: int = 49000, num_validation: int = 
     mean = train.mean(axis=(0, 1, 2))
     std = train.std(axis=(0, 1, 2))
     del train
+    if normalize and np.any(std == 0):
+        flat = ", ".join(f"{c} ({name})" for c, name in enumerate(("red", "green", "blue")) if std[c] == 0)
+        raise ValueError(
+            f"the training split ({num_training} images) has zero standard deviation in channel {flat}: "
+            "every pixel there has the same value, so it cannot be normalised; "
+            "pass normalize=False to get the pixels in [0, 1] unnormalised"
+        )
     out = {"class_names": tuple(classes), "mean": mean, "std": std}
     for key, (x, y) in splits.items():
-        x = x.astype(dtype) / dtype(255.0)
+        x = x.astype(dtype) / dtype.type(255.0)
         if normalize:
             x -= mean.astype(dtype)
             x /= std.astype(dtype)

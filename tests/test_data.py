@@ -350,6 +350,64 @@ def test_cifar_argument_errors(official_dir):
         data.load_cifar10(root, dtype=np.int32, num_test=10, download=False)
 
 
+def test_dtype_given_by_name(official_dir):
+    root, _ = official_dir
+    kw = dict(num_training=80, num_validation=20, num_test=10, download=False)
+    by_name = data.load_cifar10(root, dtype="float32", **kw)
+    by_type = data.load_cifar10(root, dtype=np.float32, **kw)
+    assert by_name["X_train"].dtype == np.float32
+    for key in ("X_train", "X_val", "X_test"):
+        np.testing.assert_array_equal(by_name[key], by_type[key])
+    assert data.load_cifar10(root, dtype="f8", **kw)["X_val"].dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype, shown", [
+    ("int32", r"'int32' \(int32\)"), (np.uint8, r"<class 'numpy.uint8'> \(uint8\)"),
+    ("float33", r"'float33' \(data type 'float33' not understood\)"),
+    (complex, r"<class 'complex'> \(complex128\)"), ("U3", r"'U3' \(<U3\)"), (object(), r"<object object"),
+])
+def test_bad_dtype_is_refused_before_loading(tmp_path, dtype, shown):
+    """No data are needed to refuse a dtype (the root here holds none)."""
+    with pytest.raises(TypeError, match=r"dtype must be a floating-point type .*got " + shown):
+        data.load_cifar10(tmp_path / "nothing", dtype=dtype, download=False)
+
+
+@pytest.mark.parametrize("channels", [(0, 1, 2), (1,)])
+def test_zero_std_training_split(official_dir, channels):
+    root, (xtr, ytr, xt, yt) = official_dir
+    xtr = xtr.copy()
+    xtr[..., list(channels)] = 0  # all-black in those channels
+    for i in range(5):
+        write_batch(batch_dir(root) / f"data_batch_{i + 1}", xtr[20 * i:20 * (i + 1)], ytr[20 * i:20 * (i + 1)])
+    kw = dict(num_training=80, num_validation=20, num_test=10, download=False)
+    first = {0: "0 \\(red\\)", 1: "1 \\(green\\)"}[channels[0]]
+    with pytest.raises(ValueError, match=r"training split \(80 images\) has zero standard deviation "
+                                         r"in channel " + first + r".*pass normalize=False"):
+        data.load_cifar10(root, **kw)
+    d = data.load_cifar10(root, normalize=False, **kw)
+    assert np.isfinite(d["X_train"]).all() and (d["X_train"][:, list(channels)] == 0).all()
+    assert (d["std"][list(channels)] == 0).all()
+
+
+def test_lab_cache_must_be_a_folder(official_dir, tmp_path, monkeypatch):
+    root, (xtr, *_ ) = official_dir
+    not_a_folder = tmp_path / "cachefile"
+    not_a_folder.write_text("a file")
+    for value in (not_a_folder, not_a_folder / "sub"):
+        monkeypatch.setenv("LAB_CACHE", str(value))
+        message = (r"LAB_CACHE='.*cachefile(/sub)?' must name a folder \(it is created when missing\), "
+                   r"but .*cachefile is a file")
+        with pytest.raises(NotADirectoryError, match=message):
+            data.cache_dir()
+        with pytest.raises(NotADirectoryError, match=message):
+            data.load_cifar10_raw(root, download=False)
+        with pytest.raises(NotADirectoryError, match=message):
+            data.load_patches(num_patches=20)
+        # nothing needs the cache without caching
+        assert np.array_equal(data.load_cifar10_raw(root, download=False, cache=False)[0], xtr)
+        assert len(data.load_patches(num_patches=20, cache=False)) == 20
+
+
 def test_restricted_unpickler_refuses_code(official_dir):
     root, _ = official_dir
     batch = root / "cifar10" / "cifar-10-batches-py" / "data_batch_1"
