@@ -19,6 +19,8 @@ argument, what was received and what was expected.
 """
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 
 from ._validate import as_float_array, as_labels, finite_float, nonneg_int, positive_int
@@ -40,6 +42,13 @@ __all__ = [
 # Shared input checks (also used by lab.fast_layers and lab.layer_utils)
 # ----------------------------------------------------------------------------
 
+#: The keys each parameter dict may hold; any other key raises ValueError.
+_CONV_PARAM_KEYS = ("stride", "pad")
+_POOL_PARAM_KEYS = ("pool_height", "pool_width", "stride")
+_BN_PARAM_KEYS = ("mode", "eps", "momentum", "running_mean", "running_var")
+_NORM_PARAM_KEYS = ("eps", "mode")
+
+
 def _common_dtype(*arrays):
     """The floating dtype all arrays are computed in (float32 only if all are)."""
     return np.result_type(*[a.dtype for a in arrays])
@@ -54,9 +63,20 @@ def _check_dout(dout, shape, name="dout"):
     return dout
 
 
-def _check_param_dict(param, name, required=()):
+def _check_param_dict(param, name, required=(), accepted=None):
+    """Check that ``param`` is a dict holding the keys ``required`` and, when
+    ``accepted`` is given, no key outside it (a misspelt key would otherwise be
+    ignored without a word)."""
     if not isinstance(param, dict):
         raise TypeError(f"{name} must be a dict, got {type(param).__name__}")
+    if accepted is not None:
+        unknown = [k for k in param if k not in accepted]
+        if unknown:
+            hints = [f"{k!r} -> {m[0]!r}" for k in unknown if isinstance(k, str)
+                     for m in [difflib.get_close_matches(k, accepted, n=1)] if m]
+            hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+            raise ValueError(f"{name} has unknown key(s) {unknown}{hint}; "
+                             f"accepted keys are {list(accepted)}")
     missing = [k for k in required if k not in param]
     if missing:
         raise ValueError(f"{name} is missing the key(s) {missing}; expected keys {list(required)}")
@@ -85,7 +105,7 @@ def _conv_geometry(x, w, b, conv_param):
         raise ValueError(f"w must have {C} input channels to match x of shape {x.shape} "
                          f"(w has shape (F, C, HH, WW)), got w of shape {w.shape}")
     b = as_float_array(b, "b", shape=(F,))
-    _check_param_dict(conv_param, "conv_param", ("stride", "pad"))
+    _check_param_dict(conv_param, "conv_param", ("stride", "pad"), _CONV_PARAM_KEYS)
     stride = positive_int(conv_param["stride"], "conv_param['stride']")
     pad = nonneg_int(conv_param["pad"], "conv_param['pad']")
     Hp, Wp = H + 2 * pad, W + 2 * pad
@@ -107,7 +127,7 @@ def _conv_geometry(x, w, b, conv_param):
 def _pool_geometry(x, pool_param):
     """Validate the inputs of max pooling; return ``x, ph, pw, stride, H_out, W_out``."""
     x = _check_images(x, "x")
-    _check_param_dict(pool_param, "pool_param", ("pool_height", "pool_width", "stride"))
+    _check_param_dict(pool_param, "pool_param", _POOL_PARAM_KEYS, _POOL_PARAM_KEYS)
     ph = positive_int(pool_param["pool_height"], "pool_param['pool_height']")
     pw = positive_int(pool_param["pool_width"], "pool_param['pool_width']")
     stride = positive_int(pool_param["stride"], "pool_param['stride']")
@@ -124,7 +144,12 @@ def _pool_geometry(x, pool_param):
 
 
 def _norm_params(param, name, defaults):
-    _check_param_dict(param, name)
+    """``eps`` of a layer or group norm parameter dict. ``'mode'`` is accepted
+    too (a training loop may set it on every normalisation layer), but changes
+    nothing: these layers compute the same in training and testing."""
+    _check_param_dict(param, name, accepted=_NORM_PARAM_KEYS)
+    if "mode" in param and param["mode"] not in ("train", "test"):
+        raise ValueError(f"{name}['mode'] must be 'train' or 'test', got {param['mode']!r}")
     eps = finite_float(param.get("eps", defaults["eps"]), f"{name}['eps']", low=0.0, low_open=True)
     return eps
 
@@ -280,7 +305,8 @@ def conv_forward_naive(x, w, b, conv_param):
     w : ndarray, shape (F, C, HH, WW)
     b : ndarray, shape (F,)
     conv_param : dict
-        ``'stride'`` (positive int) and ``'pad'`` (non-negative int). The output
+        ``'stride'`` (positive int) and ``'pad'`` (non-negative int), no other
+        keys (an unknown one, such as ``'dilation'``, raises ValueError). The output
         size ``H' = 1 + (H + 2*pad - HH) / stride`` (likewise ``W'``) must be whole.
 
     Returns
@@ -361,7 +387,8 @@ def max_pool_forward_naive(x, pool_param):
     x : ndarray, shape (N, C, H, W)
     pool_param : dict
         ``'pool_height'`` ph, ``'pool_width'`` pw and ``'stride'`` s, positive
-        ints; ``H' = 1 + (H - ph) / s`` and ``W' = 1 + (W - pw) / s`` must be whole.
+        ints, and no other keys; ``H' = 1 + (H - ph) / s`` and
+        ``W' = 1 + (W - pw) / s`` must be whole.
 
     Returns
     -------
@@ -448,19 +475,27 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     bn_param : dict
         ``'mode'`` ('train' or 'test', required), ``'eps'`` (default 1e-5),
         ``'momentum'`` (default 0.9), ``'running_mean'`` and ``'running_var'``
-        (shape (D,), created as zeros when absent). Modified in place.
+        (shape (D,); created as zeros by the first call in training mode, and
+        required in testing mode); no other keys. Modified in place.
 
     Returns
     -------
     out : ndarray, shape (N, D)
     cache : tuple used by :func:`batchnorm_backward` and :func:`batchnorm_backward_alt`
+
+    Raises
+    ------
+    ValueError
+        For an unknown key in ``bn_param`` (such as a misspelt ``'momentum'``),
+        for ``mode='test'`` without running averages, and for a running
+        variance of the wrong shape or with negative entries.
     """
     x = as_float_array(x, "x", ndim=2)
     N, D = x.shape
     if N == 0 or D == 0:
         raise ValueError(f"x must have shape (N, D) with N, D >= 1, got {x.shape}")
     gamma, beta = _check_norm_affine(gamma, beta, (D,), "one entry per feature")
-    _check_param_dict(bn_param, "bn_param", ("mode",))
+    _check_param_dict(bn_param, "bn_param", ("mode",), _BN_PARAM_KEYS)
     mode = bn_param["mode"]
     if mode not in ("train", "test"):
         raise ValueError(f"bn_param['mode'] must be 'train' or 'test', got {mode!r}")
@@ -471,10 +506,21 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     x, gamma, beta = (a.astype(dtype, copy=False) for a in (x, gamma, beta))
     running_mean = bn_param.get("running_mean")
     running_var = bn_param.get("running_var")
+    if mode == "test" and (running_mean is None or running_var is None):
+        absent = [k for k in ("running_mean", "running_var") if bn_param.get(k) is None]
+        raise ValueError(
+            f"bn_param['mode'] is 'test', which normalises with the running averages, but "
+            f"bn_param has no {' or '.join(repr(k) for k in absent)}: run batchnorm_forward "
+            f"in mode 'train' first (it creates them), or provide running_mean and running_var "
+            f"of shape ({D},)")
     running_mean = (np.zeros(D, dtype=dtype) if running_mean is None
                     else as_float_array(running_mean, "bn_param['running_mean']", shape=(D,)))
     running_var = (np.zeros(D, dtype=dtype) if running_var is None
                    else as_float_array(running_var, "bn_param['running_var']", shape=(D,)))
+    if np.any(running_var < 0):
+        j = int(np.argmin(running_var))
+        raise ValueError(f"bn_param['running_var'] must be non-negative (a variance), got "
+                         f"{running_var[j]} for feature {j}")
 
     if mode == "train":
         mu = x.mean(axis=0)
@@ -641,7 +687,8 @@ def layernorm_forward(x, gamma, beta, ln_param):
     ----------
     x : ndarray, shape (N, D)
     gamma, beta : ndarray, shape (D,)
-    ln_param : dict, may hold ``'eps'`` (default 1e-5)
+    ln_param : dict, may hold ``'eps'`` (default 1e-5), and ``'mode'``
+        ('train' or 'test', which changes nothing); no other keys.
 
     Returns
     -------
@@ -694,7 +741,8 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     gamma, beta : ndarray, shape (1, C, 1, 1)
     G : int
         Number of groups; must divide C.
-    gn_param : dict, may hold ``'eps'`` (default 1e-5)
+    gn_param : dict, may hold ``'eps'`` (default 1e-5), and ``'mode'``
+        ('train' or 'test', which changes nothing); no other keys.
 
     Returns
     -------
