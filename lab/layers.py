@@ -444,6 +444,37 @@ def max_pool_backward_naive(dout, cache):
 # Batch normalisation
 # ----------------------------------------------------------------------------
 
+def _scaled_moments(x, axis):
+    """Mean-free values and variance of ``x`` along ``axis`` that cannot overflow.
+
+    For inputs whose variance overflows their dtype (float32 values of 1e20
+    have a variance of 1e40): ``x`` is divided by a power of two ``scale``
+    per slice, at least half its largest magnitude (exact, as only the
+    exponent changes), and the moments are taken in at least float64. The
+    normalised values are the same in these units:
+    ``(x - mean) / sqrt(var + eps) = xmu / sqrt(v + eps / scale**2)``.
+
+    Returns ``m = mean(x/scale)``, ``xmu = x/scale - m``, ``v = mean(xmu**2)``
+    (keepdims) and ``scale``, all in the wider dtype.
+    """
+    wide = np.result_type(x.dtype, np.float64)
+    xw = x.astype(wide)
+    _, exponent = np.frexp(np.max(np.abs(xw), axis=axis, keepdims=True))
+    scale = np.ldexp(np.ones((), dtype=wide), exponent - 1)      # |x| / scale < 2
+    xs = xw / scale
+    m = xs.mean(axis=axis, keepdims=True)
+    xmu = xs - m
+    return m, xmu, np.mean(xmu ** 2, axis=axis, keepdims=True), scale
+
+
+def _scaled_std(v, eps, scale):
+    """``sqrt(v + eps / scale**2)``, kept positive where ``eps / scale**2``
+    underflows (there the values are all equal, ``xmu`` is 0, and so is xhat)."""
+    with np.errstate(over="ignore", under="ignore"):
+        eps_s = np.maximum(eps / scale ** 2, np.finfo(scale.dtype).tiny)
+    return np.sqrt(v + eps_s)
+
+
 def _check_norm_affine(gamma, beta, shape, what):
     gamma = as_float_array(gamma, "gamma")
     beta = as_float_array(beta, "beta")
@@ -489,6 +520,14 @@ def batchnorm_forward(x, gamma, beta, bn_param):
         For an unknown key in ``bn_param`` (such as a misspelt ``'momentum'``),
         for ``mode='test'`` without running averages, and for a running
         variance of the wrong shape or with negative entries.
+
+    Notes
+    -----
+    When the batch variance of some feature overflows the dtype of ``x``
+    (float32 values beyond about 1e19), the statistics are computed from
+    ``x`` divided by a power of two, in float64 (see :func:`_scaled_moments`),
+    so that ``out`` is still right. If the running averages then no longer
+    fit their dtype, they are kept in float64.
     """
     x = as_float_array(x, "x", ndim=2)
     N, D = x.shape
@@ -523,24 +562,62 @@ def batchnorm_forward(x, gamma, beta, bn_param):
                          f"{running_var[j]} for feature {j}")
 
     if mode == "train":
-        mu = x.mean(axis=0)
-        xmu = x - mu
-        var = np.mean(xmu ** 2, axis=0)
-        std = np.sqrt(var + eps)
-        inv_std = 1.0 / std
-        xhat = xmu * inv_std
-        out = gamma * xhat + beta
-        bn_param["running_mean"] = momentum * running_mean + (1 - momentum) * mu
-        bn_param["running_var"] = momentum * running_var + (1 - momentum) * var
-        cache = ("train", xhat, xmu, var, std, inv_std, gamma, eps)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mu = x.mean(axis=0)
+            xmu = x - mu
+            var = np.mean(xmu ** 2, axis=0)
+        if np.isfinite(var).all():
+            std = np.sqrt(var + eps)
+            inv_std = 1.0 / std
+            xhat = xmu * inv_std
+            out = gamma * xhat + beta
+            bn_param["running_mean"] = momentum * running_mean + (1 - momentum) * mu
+            bn_param["running_var"] = momentum * running_var + (1 - momentum) * var
+            cache = ("train", xhat, xmu, var, std, inv_std, gamma, eps, None)
+        else:
+            # the variance overflows the dtype: normalise in units of a power of two
+            m, xmu, var, scale = _scaled_moments(x, axis=0)
+            m, var, scale = m[0], var[0], scale[0]          # shape (D,)
+            std = _scaled_std(var, eps, scale)
+            inv_std = 1.0 / std
+            xhat = (xmu * inv_std).astype(dtype)
+            out = gamma * xhat + beta
+            with np.errstate(over="ignore"):
+                batch_mean, batch_var = m * scale, var * scale ** 2
+            new_mean, new_var = (
+                _running_average(momentum * run + (1 - momentum) * batch,
+                                 np.result_type(run, dtype), key, x)
+                for run, batch, key in ((running_mean, batch_mean, "running_mean"),
+                                        (running_var, batch_var, "running_var")))
+            bn_param["running_mean"], bn_param["running_var"] = new_mean, new_var
+            cache = ("train", xhat, xmu, var, std, inv_std, gamma, eps, scale)
     else:
         inv_std = 1.0 / np.sqrt(running_var + eps)
-        xhat = (x - running_mean) * inv_std
+        with np.errstate(over="ignore", invalid="ignore"):
+            xhat = (x - running_mean) * inv_std
+        if not np.isfinite(xhat).all():
+            # x - running_mean overflowed; halving both terms is exact (the same
+            # xhat where it did not), and their difference cannot overflow
+            xhat = (x / 2 - running_mean / 2) * (2 * inv_std)
         out = gamma * xhat + beta
         bn_param["running_mean"] = running_mean
         bn_param["running_var"] = running_var
-        cache = ("test", xhat, None, None, None, inv_std, gamma, eps)
+        cache = ("test", xhat, None, None, None, inv_std, gamma, eps, None)
     return out.astype(dtype, copy=False), cache
+
+
+def _running_average(value, dtype, key, x):
+    """A running average in ``dtype`` if it fits, else in the wider dtype it
+    was computed in; one that overflows even that is an error."""
+    with np.errstate(over="ignore"):
+        narrow = value.astype(dtype)
+    if np.isfinite(narrow).all():
+        return narrow
+    if np.isfinite(value).all():
+        return value
+    raise ValueError(
+        f"bn_param[{key!r}] cannot hold the batch statistics of x: they overflow "
+        f"{value.dtype} (x has entries of magnitude up to {np.max(np.abs(x))}); scale x down")
 
 
 def batchnorm_backward(dout, cache):
@@ -563,7 +640,7 @@ def batchnorm_backward(dout, cache):
     dx : ndarray, shape (N, D)
     dgamma, dbeta : ndarray, shape (D,)
     """
-    mode, xhat, xmu, var, std, inv_std, gamma, eps = cache
+    mode, xhat, xmu, var, std, inv_std, gamma, eps, scale = cache
     dout = _check_dout(dout, xhat.shape)
     N = xhat.shape[0]
     dbeta = dout.sum(axis=0)
@@ -581,7 +658,15 @@ def batchnorm_backward(dout, cache):
     dxmu += (2.0 / N) * xmu * dvar
     # xmu = x - mu ; mu = mean(x)
     dx = dxmu - np.sum(dxmu, axis=0) / N
-    return dx, dgamma, dbeta
+    return _unscale(dx, scale, dxhat), dgamma, dbeta
+
+
+def _unscale(dx, scale, like):
+    """The gradient with respect to ``x`` from the one with respect to
+    ``x / scale`` (see :func:`_scaled_moments`), in the dtype of ``like``."""
+    if scale is None:
+        return dx
+    return (dx / scale).astype(like.dtype)
 
 
 def batchnorm_backward_alt(dout, cache):
@@ -594,7 +679,7 @@ def batchnorm_backward_alt(dout, cache):
 
     Parameters and returns as for :func:`batchnorm_backward`.
     """
-    mode, xhat, _, _, _, inv_std, gamma, _ = cache
+    mode, xhat, _, _, _, inv_std, gamma, _, scale = cache
     dout = _check_dout(dout, xhat.shape)
     N = xhat.shape[0]
     dbeta = dout.sum(axis=0)
@@ -603,7 +688,7 @@ def batchnorm_backward_alt(dout, cache):
     if mode == "test":
         return g * inv_std, dgamma, dbeta
     dx = (inv_std / N) * (N * g - g.sum(axis=0) - xhat * np.sum(g * xhat, axis=0))
-    return dx, dgamma, dbeta
+    return _unscale(dx, scale, g), dgamma, dbeta
 
 
 def spatial_batchnorm_forward(x, gamma, beta, bn_param):
@@ -661,12 +746,22 @@ def spatial_batchnorm_backward(dout, cache):
 # ----------------------------------------------------------------------------
 
 def _normalize_rows(x, eps):
-    """Normalise each row of a 2-D array to zero mean and unit variance."""
-    mu = x.mean(axis=1, keepdims=True)
-    xmu = x - mu
-    var = np.mean(xmu ** 2, axis=1, keepdims=True)
-    inv_std = 1.0 / np.sqrt(var + eps)
-    return xmu * inv_std, inv_std
+    """Normalise each row of a 2-D array to zero mean and unit variance.
+
+    Returns ``xhat, inv_std, scale``: ``scale`` is None, or, when a row's
+    variance overflows the dtype, the powers of two the rows were divided by
+    (see :func:`_scaled_moments`), with ``inv_std`` in those units.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        mu = x.mean(axis=1, keepdims=True)
+        xmu = x - mu
+        var = np.mean(xmu ** 2, axis=1, keepdims=True)
+    if np.isfinite(var).all():
+        inv_std = 1.0 / np.sqrt(var + eps)
+        return xmu * inv_std, inv_std, None
+    _, xmu, var, scale = _scaled_moments(x, axis=1)
+    inv_std = 1.0 / _scaled_std(var, eps, scale)
+    return (xmu * inv_std).astype(x.dtype), inv_std, scale
 
 
 def _normalize_rows_backward(dxhat, xhat, inv_std):
@@ -703,8 +798,8 @@ def layernorm_forward(x, gamma, beta, ln_param):
     eps = _norm_params(ln_param, "ln_param", {"eps": 1e-5})
     dtype = _common_dtype(x, gamma, beta)
     x, gamma, beta = (a.astype(dtype, copy=False) for a in (x, gamma, beta))
-    xhat, inv_std = _normalize_rows(x, eps)
-    return gamma * xhat + beta, (xhat, inv_std, gamma)
+    xhat, inv_std, scale = _normalize_rows(x, eps)
+    return gamma * xhat + beta, (xhat, inv_std, gamma, scale)
 
 
 def layernorm_backward(dout, cache):
@@ -719,12 +814,13 @@ def layernorm_backward(dout, cache):
     dx : ndarray, shape (N, D)
     dgamma, dbeta : ndarray, shape (D,)
     """
-    xhat, inv_std, gamma = cache
+    xhat, inv_std, gamma, scale = cache
     dout = _check_dout(dout, xhat.shape)
     dgamma = np.sum(dout * xhat, axis=0)
     dbeta = dout.sum(axis=0)
-    dx = _normalize_rows_backward(dout * gamma, xhat, inv_std)
-    return dx, dgamma, dbeta
+    g = dout * gamma
+    dx = _normalize_rows_backward(g, xhat, inv_std)
+    return _unscale(dx, scale, g), dgamma, dbeta
 
 
 def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
@@ -759,9 +855,9 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     eps = _norm_params(gn_param, "gn_param", {"eps": 1e-5})
     dtype = _common_dtype(x, gamma, beta)
     x, gamma, beta = (a.astype(dtype, copy=False) for a in (x, gamma, beta))
-    xhat, inv_std = _normalize_rows(x.reshape(N * G, -1), eps)
+    xhat, inv_std, scale = _normalize_rows(x.reshape(N * G, -1), eps)
     xhat = xhat.reshape(x.shape)
-    return gamma * xhat + beta, (xhat, inv_std, gamma, G)
+    return gamma * xhat + beta, (xhat, inv_std, gamma, G, scale)
 
 
 def spatial_groupnorm_backward(dout, cache):
@@ -776,11 +872,11 @@ def spatial_groupnorm_backward(dout, cache):
     dx : ndarray, shape (N, C, H, W)
     dgamma, dbeta : ndarray, shape (1, C, 1, 1)
     """
-    xhat, inv_std, gamma, G = cache
+    xhat, inv_std, gamma, G, scale = cache
     dout = _check_dout(dout, xhat.shape)
     N = xhat.shape[0]
     dgamma = np.sum(dout * xhat, axis=(0, 2, 3), keepdims=True)
     dbeta = dout.sum(axis=(0, 2, 3), keepdims=True)
     g = (dout * gamma).reshape(N * G, -1)
     dx = _normalize_rows_backward(g, xhat.reshape(N * G, -1), inv_std)
-    return dx.reshape(xhat.shape), dgamma, dbeta
+    return _unscale(dx, scale, g).reshape(xhat.shape), dgamma, dbeta

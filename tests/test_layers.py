@@ -624,3 +624,210 @@ def test_norm_bad_input():
         layers.spatial_groupnorm_forward(x4, gamma, beta, 2.0, {})
     with pytest.raises(TypeError, match="gn_param must be a dict"):
         layers.spatial_groupnorm_forward(x4, gamma, beta, 2, None)
+
+
+# ----------------------------------------------------------------------------
+# normalisation of values whose variance overflows the dtype
+# ----------------------------------------------------------------------------
+
+def _ref_eps(scale):
+    """eps = 1e-5 in units of ``scale`` (kept positive)."""
+    return max(1e-5 / scale / scale, 1e-300)
+
+
+def _reference_bn(x, gamma, beta, dout, scale):
+    """Batch norm of x / scale in float64 (no overflow there), its gradients
+    with respect to x (divided by scale) and its batch statistics."""
+    xs = x.astype(np.float64) / scale
+    out, cache = layers.batchnorm_forward(xs, gamma.astype(np.float64), beta.astype(np.float64),
+                                          {"mode": "train", "eps": _ref_eps(scale)})
+    dx, dgamma, dbeta = layers.batchnorm_backward_alt(dout.astype(np.float64), cache)
+    return out, dx / scale, dgamma, dbeta, xs.mean(axis=0) * scale, xs.var(axis=0) * scale ** 2
+
+
+@pytest.mark.parametrize("dtype,big", [(np.float32, 1e20), (np.float32, 1e37), (np.float16, 300.0),
+                                       (np.float64, 1e154)])
+@pytest.mark.parametrize("backward", [layers.batchnorm_backward, layers.batchnorm_backward_alt])
+def test_batchnorm_huge_values(dtype, big, backward):
+    r = rng(30)
+    x = (big * np.sign(r.standard_normal((6, 3))) * r.uniform(0.5, 1, (6, 3))).astype(dtype)
+    x[:, 0] = np.array([1, -1, 1, -1, 1, -1]) * dtype(big)        # exactly +-1 after normalising
+    gamma, beta = r.uniform(1, 2, 3).astype(dtype), r.standard_normal(3).astype(dtype)
+    dout = r.standard_normal((6, 3)).astype(dtype)
+    bn_param = {"mode": "train"}
+    out, cache = layers.batchnorm_forward(x, gamma, beta, bn_param)
+    assert out.dtype == dtype
+    ref_out, ref_dx, ref_dgamma, ref_dbeta, ref_mean, ref_var = _reference_bn(
+        x, gamma, beta, dout, float(big))
+    tol = 10 * np.finfo(dtype).eps
+    np.testing.assert_allclose(out, ref_out, rtol=tol, atol=tol)
+    np.testing.assert_allclose((out[:, 0] - beta[0]) / gamma[0], [1, -1, 1, -1, 1, -1], rtol=tol)
+    dx, dgamma, dbeta = backward(dout, cache)
+    assert dx.dtype == dgamma.dtype == dbeta.dtype == dtype
+    np.testing.assert_allclose(dx, ref_dx, rtol=100 * tol, atol=100 * tol * np.abs(ref_dx).max())
+    np.testing.assert_allclose(dgamma, ref_dgamma, rtol=100 * tol, atol=100 * tol)
+    # the running averages hold the batch statistics (kept in float64 when
+    # they do not fit the dtype of x), and test mode uses them
+    assert np.all(np.isfinite(bn_param["running_var"]))
+    np.testing.assert_allclose(bn_param["running_mean"], 0.1 * ref_mean, rtol=1e-3,
+                               atol=1e-3 * big)
+    np.testing.assert_allclose(bn_param["running_var"], 0.1 * ref_var, rtol=1e-3)
+    bn_param["mode"] = "test"
+    out_test, _ = layers.batchnorm_forward(x, gamma, beta, bn_param)
+    expected = (gamma * (x.astype(np.float64) - bn_param["running_mean"])
+                / np.sqrt(bn_param["running_var"]) + beta)
+    np.testing.assert_allclose(out_test, expected, rtol=100 * tol, atol=100 * tol)
+
+
+def test_batchnorm_running_variance_beyond_float64_raises():
+    x = np.array([[1e160], [-1e160]])
+    with pytest.raises(ValueError, match=r"bn_param\['running_var'\] cannot hold the batch "
+                                         r"statistics of x: they overflow float64"):
+        layers.batchnorm_forward(x, np.ones(1), np.zeros(1), {"mode": "train"})
+
+
+def test_batchnorm_test_mode_difference_beyond_float32():
+    """x - running_mean overflows float32 although the normalised value does not."""
+    x = np.array([[3e38], [0.0]], dtype=np.float32)
+    bn_param = {"mode": "test", "running_mean": np.array([-3e38], dtype=np.float32),
+                "running_var": np.array([1e38], dtype=np.float32)}
+    out, cache = layers.batchnorm_forward(x, np.ones(1, np.float32), np.zeros(1, np.float32),
+                                          bn_param)
+    np.testing.assert_allclose(out[:, 0], [6e38 / np.sqrt(1e38), 3e38 / np.sqrt(1e38)], rtol=1e-6)
+
+
+def test_spatial_batchnorm_huge_float32():
+    r = rng(31)
+    x = (1e20 * r.standard_normal((2, 3, 4, 4))).astype(np.float32)
+    gamma, beta = np.ones(3, np.float32), np.zeros(3, np.float32)
+    out, cache = layers.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    ref, ref_cache = layers.spatial_batchnorm_forward(x.astype(np.float64) / 1e20, gamma, beta,
+                                                      {"mode": "train", "eps": 1e-45})
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    dout = r.standard_normal(x.shape).astype(np.float32)
+    dx, _, _ = layers.spatial_batchnorm_backward(dout, cache)
+    ref_dx, _, _ = layers.spatial_batchnorm_backward(dout, ref_cache)
+    ref_dx /= 1e20
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-4, atol=1e-4 * np.abs(ref_dx).max())
+
+
+@pytest.mark.parametrize("dtype,big", [(np.float32, 1e20), (np.float16, 300.0),
+                                       (np.float64, 1e160)])
+def test_layernorm_and_groupnorm_huge_values(dtype, big):
+    r = rng(32)
+    tol = 10 * np.finfo(dtype).eps
+    x = (big * r.uniform(0.2, 1, (3, 4)) * np.sign(r.standard_normal((3, 4)))).astype(dtype)
+    gamma, beta = np.ones(4, dtype), np.zeros(4, dtype)
+    out, cache = layers.layernorm_forward(x, gamma, beta, {})
+    xs = x.astype(np.float64) / big
+    ref, ref_cache = layers.layernorm_forward(xs, np.ones(4), np.zeros(4), {"eps": _ref_eps(big)})
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+    dout = r.standard_normal(x.shape).astype(dtype)
+    dx = layers.layernorm_backward(dout, cache)[0]
+    ref_dx = layers.layernorm_backward(dout.astype(np.float64), ref_cache)[0] / big
+    assert dx.dtype == dtype
+    np.testing.assert_allclose(dx, ref_dx, rtol=100 * tol, atol=100 * tol * np.abs(ref_dx).max())
+
+    x4 = big * r.uniform(0.2, 1, (2, 4, 3, 3)) * np.sign(r.standard_normal((2, 4, 3, 3)))
+    x4 = x4.astype(dtype)
+    g4, b4 = np.ones((1, 4, 1, 1), dtype), np.zeros((1, 4, 1, 1), dtype)
+    out, cache = layers.spatial_groupnorm_forward(x4, g4, b4, 2, {})
+    ref, ref_cache = layers.spatial_groupnorm_forward(x4.astype(np.float64) / big, g4, b4, 2,
+                                                      {"eps": _ref_eps(big)})
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+    dout = r.standard_normal(x4.shape).astype(dtype)
+    dx = layers.spatial_groupnorm_backward(dout, cache)[0]
+    ref_dx = layers.spatial_groupnorm_backward(dout.astype(np.float64), ref_cache)[0] / big
+    np.testing.assert_allclose(dx, ref_dx, rtol=100 * tol, atol=100 * tol * np.abs(ref_dx).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normalisation_of_ordinary_values_is_the_plain_formula(dtype):
+    """On values whose variance fits the dtype, the layers compute exactly
+    (bit for bit) the textbook formulas, in the dtype of the input."""
+    r = rng(33)
+    x = (3 + 2 * r.standard_normal((7, 5))).astype(dtype)
+    gamma, beta = r.standard_normal(5).astype(dtype), r.standard_normal(5).astype(dtype)
+    eps = 1e-5
+    mu = x.mean(axis=0)
+    xmu = x - mu
+    var = np.mean(xmu ** 2, axis=0)
+    expected = gamma * (xmu * (1.0 / np.sqrt(var + eps))) + beta
+    bn_param = {"mode": "train"}
+    out, _ = layers.batchnorm_forward(x, gamma, beta, bn_param)
+    assert np.array_equal(out, expected)
+    assert np.array_equal(bn_param["running_var"], 0.9 * np.zeros(5, dtype) + (1 - 0.9) * var)
+    bn_param["mode"] = "test"
+    out, _ = layers.batchnorm_forward(x, gamma, beta, bn_param)
+    rv, rm = bn_param["running_var"], bn_param["running_mean"]
+    assert np.array_equal(out, gamma * ((x - rm) * (1.0 / np.sqrt(rv + eps))) + beta)
+    mu = x.mean(axis=1, keepdims=True)
+    xmu = x - mu
+    var = np.mean(xmu ** 2, axis=1, keepdims=True)
+    out, _ = layers.layernorm_forward(x, gamma, beta, {})
+    assert np.array_equal(out, gamma * (xmu * (1.0 / np.sqrt(var + eps))) + beta)
+
+
+# ----------------------------------------------------------------------------
+# the cache never shares memory with the returned output
+# ----------------------------------------------------------------------------
+
+def r2(*shape):
+    return np.linspace(-1, 1, int(np.prod(shape))).reshape(shape)
+
+
+def _naive_forward_cases():
+    r = rng(34)
+    x4 = r.standard_normal((2, 4, 6, 6))
+    w = r.standard_normal((3, 4, 3, 3))
+    x2 = r.standard_normal((5, 4))
+    g, b = r.standard_normal(4), r.standard_normal(4)
+    rm, rv = r.standard_normal(4), 1 + r.random(4)
+    gg, bg = r.standard_normal((1, 4, 1, 1)), r.standard_normal((1, 4, 1, 1))
+    return [
+        ("affine", lambda: layers.affine_forward(x4, r2(x4.size // 2, 3), np.ones(3)),
+         layers.affine_backward),
+        ("relu", lambda: layers.relu_forward(x4), layers.relu_backward),
+        ("conv_naive", lambda: layers.conv_forward_naive(x4, w, np.ones(3),
+                                                         {"stride": 1, "pad": 1}),
+         layers.conv_backward_naive),
+        ("max_pool_naive", lambda: layers.max_pool_forward_naive(
+            x4, {"pool_height": 2, "pool_width": 2, "stride": 2}), layers.max_pool_backward_naive),
+        ("max_pool_naive overlapping", lambda: layers.max_pool_forward_naive(
+            x4, {"pool_height": 3, "pool_width": 3, "stride": 1}), layers.max_pool_backward_naive),
+        ("batchnorm train", lambda: layers.batchnorm_forward(x2, g, b, {"mode": "train"}),
+         layers.batchnorm_backward),
+        ("batchnorm train, alt", lambda: layers.batchnorm_forward(x2, g, b, {"mode": "train"}),
+         layers.batchnorm_backward_alt),
+        ("batchnorm test", lambda: layers.batchnorm_forward(
+            x2, g, b, {"mode": "test", "running_mean": rm.copy(), "running_var": rv.copy()}),
+         layers.batchnorm_backward),
+        ("spatial batchnorm", lambda: layers.spatial_batchnorm_forward(x4, g, b, {"mode": "train"}),
+         layers.spatial_batchnorm_backward),
+        ("spatial batchnorm 1x1", lambda: layers.spatial_batchnorm_forward(
+            x4[:, :, :1, :1].copy(), g, b, {"mode": "train"}), layers.spatial_batchnorm_backward),
+        ("layernorm", lambda: layers.layernorm_forward(x2, g, b, {}), layers.layernorm_backward),
+        ("groupnorm", lambda: layers.spatial_groupnorm_forward(x4, gg, bg, 2, {}),
+         layers.spatial_groupnorm_backward),
+    ]
+
+
+@pytest.mark.parametrize("forward,backward", [c[1:] for c in _naive_forward_cases()],
+                         ids=[c[0] for c in _naive_forward_cases()])
+def test_changing_the_output_leaves_the_backward_pass_alone(forward, backward):
+    def grads(dout, cache):
+        g = backward(dout, cache)
+        return (g,) if isinstance(g, np.ndarray) else g
+
+    out, cache = forward()
+    _, untouched_cache = forward()
+    dout = rng(35).standard_normal(out.shape)
+    out *= 2
+    out += 1
+    got, want = grads(dout, cache), grads(dout, untouched_cache)
+    assert np.any(want[0] != 0)
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g, w)
