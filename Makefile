@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: book test lab venv clean
+.PHONY: book test lab execute venv clean
 
 venv: $(STAMP)
 
@@ -41,6 +41,15 @@ test: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/python -c "import matplotlib.font_manager"
 	$(BIN)/jupyter lab --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+# Re-execute chapters in place, top to bottom, as they are stored and as the
+# suite checks them (one thread per library): make execute NB=book/convnets/pooling_fast_layers.ipynb
+NB ?=
+execute: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make execute NB=book/<part>/<chapter>.ipynb [NB=...]"; exit 2; }
+	OMP_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) \
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=3600 --ExecutePreprocessor.kernel_name=python3 $(NB)
 
 clean:
 	rm -rf _build
