@@ -522,7 +522,7 @@ def _list_image_folder(split_dir: pathlib.Path):
 
     Returns
     -------
-    files : list of pathlib.Path, sorted by name within each class
+    files : list of str, sorted by name within each class
     labels : int64 (len(files),)
     """
     if not split_dir.is_dir():
@@ -549,13 +549,15 @@ def _list_image_folder(split_dir: pathlib.Path):
         )
     files, labels = [], []
     for k, c in enumerate(CIFAR10_CLASSES):
-        with os.scandir(split_dir / c) as entries:
-            names = sorted(pathlib.Path(e.path) for e in entries
-                           if os.path.splitext(e.name)[1].lower() in _IMAGE_SUFFIXES
-                           and not e.name.startswith(".") and e.is_file())
+        folder = os.path.join(split_dir, c)
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries
+                     if os.path.splitext(e.name)[1].lower() in _IMAGE_SUFFIXES
+                     and not e.name.startswith(".") and e.is_file()]
         if not names:
             raise ValueError(f"class folder {split_dir / c} holds no images")
-        files += names
+        names.sort(key=os.path.normcase)  # the order of sorted paths in this folder
+        files += [os.path.join(folder, n) for n in names]
         labels += [k] * len(names)
     return files, np.asarray(labels, dtype=np.int64)
 
@@ -620,9 +622,10 @@ def _listing_digest(root: pathlib.Path, listing) -> str:
     relative path, size and modification time in nanoseconds."""
     f_tr, _, f_te, _ = listing
     h = hashlib.sha256(f"{root.resolve()}\n".encode())
+    start = len(os.path.join(root, ""))
     for f in (*f_tr, *f_te):
-        st = f.stat()
-        h.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        st = os.stat(f)
+        h.update(f"{f[start:]}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
