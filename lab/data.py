@@ -697,9 +697,9 @@ def _decode_archive(archive: pathlib.Path, use_cache: bool):
     Only an archive with the official MD5 is ever decoded, so the decoded cache
     is named by that MD5.  That this file (its path, size, modification and
     status-change times, inode) was verified is remembered by a marker in the
-    cache, so the MD5 of the 170 MB is computed once, not on every call.  Any
-    change of the file, even a same-size edit with its mtime set back, changes
-    its status-change time and so gets it verified again.
+    cache, so the MD5 of the 170 MB is computed once, not on every call.  On
+    POSIX systems any change of the file, even a same-size edit with its mtime
+    set back, changes its status-change time and so gets it verified again.
     """
     expected = CIFAR10_MD5.split(":", 1)[-1].lower()
     name = f"archive-md5-{expected}"
@@ -897,9 +897,10 @@ def load_cifar10(root=None, *, num_training: int = 49000, num_validation: int = 
     std = train.std(axis=(0, 1, 2))
     del train
     if normalize and np.any(std == 0):
-        flat = ", ".join(f"{c} ({name})" for c, name in enumerate(("red", "green", "blue")) if std[c] == 0)
+        flat = [f"{c} ({name})" for c, name in enumerate(("red", "green", "blue")) if std[c] == 0]
         raise ValueError(
-            f"the training split ({num_training} images) has zero standard deviation in channel {flat}: "
+            f"the training split ({num_training} images) has zero standard deviation in "
+            f"channel{'s' if len(flat) > 1 else ''} {', '.join(flat)}: "
             "every pixel there has the same value, so it cannot be normalised; "
             "pass normalize=False to get the pixels in [0, 1] unnormalised"
         )

@@ -378,11 +378,12 @@ def test_zero_std_training_split(official_dir, channels):
     xtr = xtr.copy()
     xtr[..., list(channels)] = 0  # all-black in those channels
     for i in range(5):
-        write_batch(batch_dir(root) / f"data_batch_{i + 1}", xtr[20 * i:20 * (i + 1)], ytr[20 * i:20 * (i + 1)])
+        part = slice(20 * i, 20 * (i + 1))
+        write_batch(batch_dir(root) / f"data_batch_{i + 1}", xtr[part], ytr[part])
     kw = dict(num_training=80, num_validation=20, num_test=10, download=False)
-    first = {0: "0 \\(red\\)", 1: "1 \\(green\\)"}[channels[0]]
+    shown = {(0, 1, 2): r"channels 0 \(red\), 1 \(green\), 2 \(blue\)", (1,): r"channel 1 \(green\)"}
     with pytest.raises(ValueError, match=r"training split \(80 images\) has zero standard deviation "
-                                         r"in channel " + first + r".*pass normalize=False"):
+                                         r"in " + shown[channels] + r": .*pass normalize=False"):
         data.load_cifar10(root, **kw)
     d = data.load_cifar10(root, normalize=False, **kw)
     assert np.isfinite(d["X_train"]).all() and (d["X_train"][:, list(channels)] == 0).all()
@@ -405,7 +406,7 @@ def test_lab_cache_must_be_a_folder(official_dir, tmp_path, monkeypatch):
             data.load_patches(num_patches=20)
         # nothing needs the cache without caching
         assert np.array_equal(data.load_cifar10_raw(root, download=False, cache=False)[0], xtr)
-        assert len(data.load_patches(num_patches=20, cache=False)) == 20
+    assert len(data.load_patches(num_patches=20, cache=False)) == 20
 
 
 def test_restricted_unpickler_refuses_code(official_dir):
