@@ -337,7 +337,7 @@ def conv_forward_fast(x, w, b, conv_param):
     x : ndarray, shape (N, C, H, W)
     w : ndarray, shape (F, C, HH, WW)
     b : ndarray, shape (F,)
-    conv_param : dict with ``'stride'`` and ``'pad'``; the output size
+    conv_param : dict with ``'stride'`` and ``'pad'`` (no other keys); the output size
         ``H' = 1 + (H + 2*pad - HH) / stride`` (likewise ``W'``) must be whole.
 
     Returns
@@ -552,20 +552,23 @@ def max_pool_forward_fast(x, pool_param):
     Parameters
     ----------
     x : ndarray, shape (N, C, H, W)
-    pool_param : dict with ``'pool_height'``, ``'pool_width'``, ``'stride'``
+    pool_param : dict with ``'pool_height'``, ``'pool_width'``, ``'stride'`` (no other keys)
 
     Returns
     -------
     out : ndarray, shape (N, C, H', W'), dtype of x
-    cache : tuple for :func:`max_pool_backward_fast`
+    cache : tuple for :func:`max_pool_backward_fast`; holds x and a copy of
+        ``out`` (not ``out`` itself, which the caller may change)
     """
     x, ph, pw, stride, H_out, W_out = _pool_geometry(x, pool_param)
     tiles = _tiles(x.shape, ph, pw, stride)
     entries = _window_entries(x, ph, pw, stride, H_out, W_out, tiles)
-    out = entries[0].copy()
-    for entry in entries[1:]:
+    out = np.maximum(entries[0], entries[1]) if len(entries) > 1 else entries[0].copy()
+    for entry in entries[2:]:
         np.maximum(out, entry, out=out)
-    return out, (x, out, (ph, pw, stride, tiles))
+    # the backward pass compares x with the maxima: keep a copy of its own, so
+    # that changing the returned array cannot change the gradient
+    return out, (x, out.copy(), (ph, pw, stride, tiles))
 
 
 def max_pool_backward_fast(dout, cache):

@@ -10,7 +10,7 @@ import torch.nn.functional as TF
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from lab import fast_layers, layers
+from lab import fast_layers, layer_utils, layers
 from lab.gradient_check import rel_error
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True,
@@ -287,3 +287,59 @@ def test_forked_child_gets_a_fresh_pool(monkeypatch):
         os._exit(0 if out[0, 0, 2, 2] == 18.0 else 2)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _fast_forward_cases():
+    r = np.random.default_rng(40)
+    x = r.standard_normal((3, 4, 8, 8))
+    x16 = r.standard_normal((2, 16, 6, 6))
+    relu_x = np.round(x * 2)                         # ties between window entries
+    return [
+        ("conv channels-first", lambda: fast_layers.conv_forward_fast(
+            x, r2((5, 4, 3, 3)), np.ones(5), {"stride": 1, "pad": 1}),
+         fast_layers.conv_backward_fast),
+        ("conv channels-last", lambda: fast_layers.conv_forward_fast(
+            x16, r2((8, 16, 3, 3)), np.ones(8), {"stride": 1, "pad": 1}),
+         fast_layers.conv_backward_fast),
+        ("conv stride 2", lambda: fast_layers.conv_forward_fast(
+            x, r2((5, 4, 2, 2)), np.ones(5), {"stride": 2, "pad": 0}),
+         fast_layers.conv_backward_fast),
+        ("pool 2x2/2 (tiles)", lambda: fast_layers.max_pool_forward_fast(
+            x, {"pool_height": 2, "pool_width": 2, "stride": 2}), fast_layers.max_pool_backward_fast),
+        ("pool 2x2/2 with ties", lambda: fast_layers.max_pool_forward_fast(
+            relu_x, {"pool_height": 2, "pool_width": 2, "stride": 2}),
+         fast_layers.max_pool_backward_fast),
+        ("pool 3x3/1 (overlap)", lambda: fast_layers.max_pool_forward_fast(
+            x, {"pool_height": 3, "pool_width": 3, "stride": 1}), fast_layers.max_pool_backward_fast),
+        ("pool 1x1", lambda: fast_layers.max_pool_forward_fast(
+            x, {"pool_height": 1, "pool_width": 1, "stride": 1}), fast_layers.max_pool_backward_fast),
+        ("pool 2x2/3 (gaps)", lambda: fast_layers.max_pool_forward_fast(
+            x, {"pool_height": 2, "pool_width": 2, "stride": 3}), fast_layers.max_pool_backward_fast),
+        ("conv_relu_pool", lambda: layer_utils.conv_relu_pool_forward(
+            x, r2((5, 4, 3, 3)), np.ones(5), {"stride": 1, "pad": 1},
+            {"pool_height": 2, "pool_width": 2, "stride": 2}), layer_utils.conv_relu_pool_backward),
+    ]
+
+
+def r2(shape):
+    return np.linspace(-1, 1, int(np.prod(shape))).reshape(shape)
+
+
+@pytest.mark.parametrize("forward,backward", [c[1:] for c in _fast_forward_cases()],
+                         ids=[c[0] for c in _fast_forward_cases()])
+def test_changing_the_output_leaves_the_backward_pass_alone(forward, backward):
+    """The cache must not hold the array the forward pass returns: changing
+    it in place (out *= 2) once turned the pooling gradient into zeros."""
+    def grads(dout, cache):
+        g = backward(dout, cache)
+        return (g,) if isinstance(g, np.ndarray) else g
+
+    out, cache = forward()
+    _, untouched_cache = forward()
+    dout = np.random.default_rng(41).standard_normal(out.shape)
+    out *= 2
+    out += 1
+    got, want = grads(dout, cache), grads(dout, untouched_cache)
+    assert np.any(want[0] != 0)
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g, w)
