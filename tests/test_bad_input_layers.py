@@ -1,12 +1,14 @@
-"""Bad input to the layers: one table per module of calls that must raise,
-with the exception and the words its message must hold (the argument, what
-was received, what was expected). Without these checks each call would
-return a result without a word: an ignored key, a statistic made up from
-zeros, a NaN."""
+"""Bad input to the layers and the gradient checks: one table per module of
+calls that must raise, with the exception and the words its message must
+hold (the argument, what was received, what was expected). Without these
+checks each call would return a result without a word: a gradient of zeros,
+an ignored key, a statistic made up from zeros."""
 import numpy as np
 import pytest
 
 from lab import fast_layers, layers
+from lab.gradient_check import (eval_numerical_gradient, eval_numerical_gradient_array,
+                                grad_check_sparse)
 
 X2 = np.arange(12.0).reshape(4, 3)
 G3, B3 = np.ones(3), np.zeros(3)
@@ -105,6 +107,59 @@ def test_fast_layers_bad_input_table(call, exc, match):
         call()
 
 
+def _square_sum(v):
+    return float(np.sum(v.astype(np.float64) ** 2))
+
+
+def _x16():
+    return np.array([0.5, 1.0, 2.0], dtype=np.float16)
+
+
+GRADIENT_CHECK_BAD = [
+    ("float16, eval_numerical_gradient",
+     lambda: eval_numerical_gradient(_square_sum, _x16()), TypeError,
+     r"x has dtype float16, too coarse.*use float64"),
+    ("float16, eval_numerical_gradient_array",
+     lambda: eval_numerical_gradient_array(lambda v: v * 2, _x16(), np.ones(3)), TypeError,
+     r"x has dtype float16.*float64"),
+    ("float16, grad_check_sparse",
+     lambda: grad_check_sparse(_square_sum, _x16(), 2 * _x16()), TypeError,
+     r"x has dtype float16.*float64"),
+    ("float16 with a step it could hold",
+     lambda: eval_numerical_gradient(_square_sum, _x16(), h=0.1), TypeError, r"float16"),
+    ("float32 entries too large for h",
+     lambda: eval_numerical_gradient(_square_sum, np.array([1.0, 1e4], dtype=np.float32)),
+     ValueError, r"x \+ h or x - h rounds back to x in float32 for 1 entry "
+                 r"\(e.g. x\[1\] = np.float32\(10000.0\) with h = 1e-05\).*float64.*larger h"),
+    ("float64 entries too large for h",
+     lambda: eval_numerical_gradient_array(lambda v: v, np.array([[1e12, 3e12]]), np.ones((1, 2))),
+     ValueError, r"rounds back to x in float64 for 2 entries \(e.g. x\[0, 0\]"),
+    ("grad_check_sparse, float32 entry too large",
+     lambda: grad_check_sparse(_square_sum, np.full(4, 1e4, dtype=np.float32), np.zeros(4)),
+     ValueError, r"rounds back to x in float32"),
+    ("x with NaN", lambda: eval_numerical_gradient(_square_sum, np.array([1.0, np.nan])),
+     ValueError, r"x contains NaN or inf"),
+    ("x with inf", lambda: eval_numerical_gradient_array(
+        lambda v: v, np.array([np.inf, 1.0]), np.ones(2)), ValueError, r"x contains NaN or inf"),
+    ("analytic_grad of another shape", lambda: grad_check_sparse(
+        _square_sum, np.ones((3, 4)), np.zeros((6, 8))), ValueError,
+     r"analytic_grad must have the shape of x \(3, 4\), got \(6, 8\)"),
+    ("analytic_grad transposed", lambda: grad_check_sparse(
+        _square_sum, np.ones((3, 4)), np.zeros((4, 3))), ValueError,
+     r"analytic_grad must have the shape of x \(3, 4\), got \(4, 3\)"),
+    ("num_checks zero", lambda: grad_check_sparse(_square_sum, np.ones(3), np.zeros(3),
+                                                  num_checks=0),
+     ValueError, r"num_checks must be a positive integer, got 0"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", [c[1:] for c in GRADIENT_CHECK_BAD],
+                         ids=[c[0] for c in GRADIENT_CHECK_BAD])
+def test_gradient_check_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
 def test_accepted_keys_still_work():
     """Every key the docstrings name is accepted, including those that
     batchnorm_forward writes back into bn_param."""
@@ -120,3 +175,5 @@ def test_accepted_keys_still_work():
     fast_layers.conv_forward_fast(X4, W4, BW, conv_param)
     layers.max_pool_forward_naive(X4, POOL)
     fast_layers.max_pool_forward_fast(X4, POOL)
+    x32 = np.array([0.5, 1.0, 2.0], dtype=np.float32)
+    assert np.allclose(eval_numerical_gradient(_square_sum, x32, h=1e-2), 2 * x32, rtol=1e-3)
