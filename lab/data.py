@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import numbers
 import os
 import pathlib
 import pickle
@@ -923,7 +924,7 @@ def load_cifar10(root=None, *, num_training: int = 49000, num_validation: int = 
 
 
 def iterate_minibatches(X, y=None, batch_size: int = 64, *, shuffle: bool = False,
-                        seed=None, drop_last: bool = False):
+                        seed=0, drop_last: bool = False):
     """Yield minibatches ``(X[idx], y[idx])`` (or ``X[idx]`` when ``y`` is None).
 
     Parameters
@@ -933,10 +934,19 @@ def iterate_minibatches(X, y=None, batch_size: int = 64, *, shuffle: bool = Fals
     batch_size : int
     shuffle : bool
         Visit the samples in an order drawn from ``np.random.default_rng(seed)``.
-    seed : int or None
+    seed : int, numpy Generator or None, default 0
+        The order of a shuffled pass.  An int gives the same order on every
+        call (seed=0 by default, so a run is reproducible); to get a new order
+        for every epoch and still a reproducible run, pass one
+        ``np.random.Generator`` to every call (it advances), or the epoch
+        number as the seed.  ``seed=None`` asks for fresh randomness.
+        ``np.random.seed`` has no effect either way.
     drop_last : bool
         Skip a final batch smaller than ``batch_size``.
     """
+    if not (seed is None or isinstance(seed, np.random.Generator)
+            or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0)):
+        raise TypeError(f"seed must be a non-negative int, a numpy Generator or None, got {seed!r}")
     X = np.asarray(X)
     batch_size = positive_int(batch_size, "batch_size")
     if X.ndim == 0:

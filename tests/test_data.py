@@ -739,3 +739,23 @@ def test_minibatches_bad_input():
         next(data.iterate_minibatches(np.zeros((4, 2)), np.zeros(3), 2))
     with pytest.raises(ValueError, match="positive integer"):
         next(data.iterate_minibatches(np.zeros((4, 2)), np.zeros(4), 0))
+
+
+def test_minibatch_order_is_reproducible_by_default():
+    X = np.arange(20)
+    first = [xb.tolist() for xb in data.iterate_minibatches(X, batch_size=5, shuffle=True)]
+    again = [xb.tolist() for xb in data.iterate_minibatches(X, batch_size=5, shuffle=True)]
+    assert first == again and sorted(sum(first, [])) == list(range(20))
+    assert first != [list(range(i, i + 5)) for i in range(0, 20, 5)]
+    # one Generator for every epoch: a new order each epoch, the same run each time
+    def epochs(rng):
+        return [[xb.tolist() for xb in data.iterate_minibatches(X, batch_size=5, shuffle=True,
+                                                                 seed=rng)] for _ in range(3)]
+    run1, run2 = epochs(np.random.default_rng(7)), epochs(np.random.default_rng(7))
+    assert run1 == run2 and run1[0] != run1[1]
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
+def test_minibatch_bad_seed(seed):
+    with pytest.raises(TypeError, match="seed must be a non-negative int"):
+        next(data.iterate_minibatches(np.zeros((4, 2)), batch_size=2, shuffle=True, seed=seed))
