@@ -47,7 +47,7 @@ from lab._validate import as_float_array, finite_float, nonneg_int, positive_int
 
 __all__ = [
     "AEParams", "CostTerms", "init_weights", "sigmoid", "forward", "reconstruct", "ae_cost",
-    "cost_terms", "reconstruction_error",
+    "ae_cost_reference", "cost_terms", "reconstruction_error",
     "pack", "unpack", "train_gd", "train_lbfgs", "train_adam",
 ]
 
@@ -510,6 +510,64 @@ def ae_cost(We, data, params):
     arrays, p = _prepare(We, data, params)
     J, grads = _checked_cost(arrays[:4], arrays[4], p)
     return arrays[4].dtype.type(J), grads
+
+
+def ae_cost_reference(We, data, params):
+    """Plain reference version of :func:`ae_cost`, written as the derivation reads.
+
+    Same arguments, checks and results as ``ae_cost`` (equal up to rounding),
+    but computed in whole-matrix steps with the names of the equations:
+    forward pass, the three cost terms, the deltas, the gradients. It
+    allocates every (N, L_out) intermediate and is slower; ``ae_cost``
+    computes the same numbers block by block, in place.
+
+    Parameters
+    ----------
+    We : tuple (W1, W2, b1, b2)
+        ``W1`` (L_in, L_hid), ``W2`` (L_hid, L_in), ``b1`` (L_hid,), ``b2`` (L_in,).
+    data : ndarray, shape (N, L_in), values in [0, 1]
+    params : tuple (L_in, L_hid, lambda, beta, rho) or AEParams
+
+    Returns
+    -------
+    J : float (NumPy scalar of the computation dtype)
+    dWe : tuple (dW1, dW2, db1, db2)
+    """
+    (W1, W2, b1, b2, X), p = _prepare(We, data, params)
+    lam, beta, rho = p.lam, p.beta, p.rho
+    N = X.shape[0]
+    D = X                                    # the targets are the inputs
+
+    # forward pass
+    Z2 = X @ W1 + b1                         # (N, L_hid)
+    A2 = sigmoid(Z2)
+    Z3 = A2 @ W2 + b2                        # (N, L_out)
+    O = sigmoid(Z3)
+
+    # the three terms of J; rho_hat clipped into [eps, 1 - eps]
+    eps = np.finfo(X.dtype).eps
+    rho_hat = A2.mean(axis=0)                # (L_hid,)
+    inside = (rho_hat > eps) & (rho_hat < 1 - eps)
+    rho_hat = np.clip(rho_hat, eps, 1 - eps)
+    J_rec = np.sum((D - O) ** 2) / (2 * N)
+    J_decay = lam / 2 * (np.sum(W1 ** 2) + np.sum(W2 ** 2))
+    KL = rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat))
+    J_sparse = beta * np.sum(KL)
+    J = J_rec + J_decay + J_sparse
+
+    # deltas
+    delta3 = -(D - O) * O * (1 - O) / N      # dJ/dZ3, (N, L_out)
+    s = -rho / rho_hat + (1 - rho) / (1 - rho_hat)
+    s = np.where(inside, s, 0.0)             # a clipped unit: no gradient
+    delta2 = (delta3 @ W2.T + beta / N * s) * A2 * (1 - A2)   # dJ/dZ2, (N, L_hid)
+
+    # gradients
+    dW2 = A2.T @ delta3 + lam * W2
+    db2 = delta3.sum(axis=0)
+    dW1 = X.T @ delta2 + lam * W1
+    db1 = delta2.sum(axis=0)
+    dt = X.dtype
+    return dt.type(J), tuple(g.astype(dt) for g in (dW1, dW2, db1, db2))
 
 
 class CostTerms(NamedTuple):

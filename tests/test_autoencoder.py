@@ -628,3 +628,43 @@ def test_train_adam_seed_none_draws_fresh_minibatches(train_data):
     c = ae.train_adam(We, train_data, PARAMS, num_iters=8, batch_size=16, seed=None)[1]
     d = ae.train_adam(We, train_data, PARAMS, num_iters=8, batch_size=16, seed=None)[1]
     assert not np.array_equal(c, d)
+
+
+# --------------------------------------------------------------------------- #
+# the blocked, in-place ae_cost against the plain reference version
+# --------------------------------------------------------------------------- #
+
+@pytest.mark.parametrize("n, l_in, l_hid, lam, beta", [
+    (1, 3, 2, 0.0, 0.0),
+    (10, 8, 5, 1e-3, 0.5),
+    (50, 64, 16, 1e-2, 3.0),
+    (37, 20, 40, 0.0, 0.1),          # more hidden units than inputs
+    (600, 256, 25, 5e-4, 0.01),      # N * L_out > 2**17: several output blocks
+])
+def test_ae_cost_equals_reference(n, l_in, l_hid, lam, beta):
+    x = make_data(n, l_in, seed=n)
+    We = ae.init_weights(l_in, l_hid, seed=l_hid)
+    p = (l_in, l_hid, lam, beta, 0.05)
+    J, grads = ae.ae_cost(We, x, p)
+    J_ref, grads_ref = ae.ae_cost_reference(We, x, p)
+    assert J.dtype == J_ref.dtype == np.float64
+    assert rel_error(J, J_ref) < 1e-12
+    for g, g_ref in zip(grads, grads_ref):
+        assert g.shape == g_ref.shape and g.dtype == g_ref.dtype == np.float64
+        assert norm_rel_error(g, g_ref) < 1e-12
+        assert rel_error(g, g_ref) < 1e-9            # elementwise, near-zero entries included
+
+
+def test_ae_cost_reference_clips_like_ae_cost():
+    # a unit driven to zero activity: rho_hat clipped, no sparsity gradient for it
+    x = make_data()
+    W1, W2, b1, b2 = ae.init_weights(L_IN, L_HID, seed=2)
+    b1 = b1.copy()
+    b1[0] = -800.0
+    We = (W1, W2, b1, b2)
+    p = (L_IN, L_HID, 1e-3, 0.5, 0.05)
+    J, grads = ae.ae_cost(We, x, p)
+    J_ref, grads_ref = ae.ae_cost_reference(We, x, p)
+    assert np.isfinite(J_ref) and rel_error(J, J_ref) < 1e-12
+    for g, g_ref in zip(grads, grads_ref):
+        assert norm_rel_error(g, g_ref) < 1e-12
