@@ -513,18 +513,19 @@ def ae_cost(We, data, params):
 
 
 def ae_cost_reference(We, data, params):
-    """Plain reference version of :func:`ae_cost`, written as the derivation reads.
+    """Plain reference version of :func:`ae_cost`, as the derivation reads.
 
-    Same arguments, checks and results as ``ae_cost`` (equal up to rounding),
-    but computed in whole-matrix steps with the names of the equations:
-    forward pass, the three cost terms, the deltas, the gradients. It
-    allocates every (N, L_out) intermediate and is slower; ``ae_cost``
-    computes the same numbers block by block, in place.
+    Same arguments, checks and results as ``ae_cost`` (equal up to
+    rounding), but computed in whole-matrix steps with the names of the
+    equations: forward pass, the three cost terms, the deltas, the
+    gradients. It allocates every (N, L_out) intermediate and is slower;
+    ``ae_cost`` computes the same numbers block by block, in place.
 
     Parameters
     ----------
     We : tuple (W1, W2, b1, b2)
-        ``W1`` (L_in, L_hid), ``W2`` (L_hid, L_in), ``b1`` (L_hid,), ``b2`` (L_in,).
+        ``W1`` (L_in, L_hid), ``W2`` (L_hid, L_in), ``b1`` (L_hid,),
+        ``b2`` (L_in,).
     data : ndarray, shape (N, L_in), values in [0, 1]
     params : tuple (L_in, L_hid, lambda, beta, rho) or AEParams
 
@@ -551,7 +552,8 @@ def ae_cost_reference(We, data, params):
     rho_hat = np.clip(rho_hat, eps, 1 - eps)
     J_rec = np.sum((D - O) ** 2) / (2 * N)
     J_decay = lam / 2 * (np.sum(W1 ** 2) + np.sum(W2 ** 2))
-    KL = rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat))
+    KL = (rho * np.log(rho / rho_hat)
+          + (1 - rho) * np.log((1 - rho) / (1 - rho_hat)))
     J_sparse = beta * np.sum(KL)
     J = J_rec + J_decay + J_sparse
 
@@ -559,7 +561,7 @@ def ae_cost_reference(We, data, params):
     delta3 = -(D - O) * O * (1 - O) / N      # dJ/dZ3, (N, L_out)
     s = -rho / rho_hat + (1 - rho) / (1 - rho_hat)
     s = np.where(inside, s, 0.0)             # a clipped unit: no gradient
-    delta2 = (delta3 @ W2.T + beta / N * s) * A2 * (1 - A2)   # dJ/dZ2, (N, L_hid)
+    delta2 = (delta3 @ W2.T + beta / N * s) * A2 * (1 - A2)   # dJ/dZ2
 
     # gradients
     dW2 = A2.T @ delta3 + lam * W2
