@@ -50,7 +50,7 @@ import re
 from collections.abc import Mapping
 
 import numpy as np
-from tqdm import tqdm
+from lab.progress import progress as _progress
 
 from . import optim
 from ._validate import as_labels, finite_float, positive_int
@@ -219,7 +219,7 @@ class Solver:
     verbose : bool, default True
         Print the loss and accuracies during training.
     progress : bool, default False
-        Show a tqdm progress bar over iterations.
+        Show a progress bar over iterations (:mod:`lab.progress`).
     seed : int, numpy Generator or None, default 0
         Seeds this Solver's own ``np.random.default_rng``, which draws the
         minibatches and the accuracy subsets; the same seed gives the same run.
@@ -439,8 +439,9 @@ class Solver:
             pickle.dump(checkpoint, f)
 
     def _print(self, msg):
-        if self.progress:
-            tqdm.write(msg)
+        bar = getattr(self, "_bar", None)
+        if bar is not None and bar.enabled:
+            bar.write(msg)
         else:
             print(msg)
 
@@ -512,13 +513,11 @@ class Solver:
         iterations_per_epoch = self._iterations_per_epoch()
         num_iterations = self.num_epochs * iterations_per_epoch
 
-        bar = tqdm(total=num_iterations, disable=not self.progress, unit="it", leave=True)
+        bar = self._bar = _progress(total=num_iterations, unit="it", enabled=self.progress)
         try:
             for t in range(num_iterations):
                 self._step(t)
-                bar.update(1)
-                if self.progress:
-                    bar.set_postfix(loss=f"{self.loss_history[-1]:.4f}", refresh=False)
+                bar.update(1, loss=self.loss_history[-1])
 
                 if self.verbose and t % self.print_every == 0:
                     self._print(f"(Iteration {t + 1} / {num_iterations}) "
@@ -550,6 +549,7 @@ class Solver:
                                             for k, v in self.model.params.items()}
         finally:
             bar.close()
+            self._bar = None
 
         for k, v in self.best_params.items():
             self.model.params[k] = v.copy()
