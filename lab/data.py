@@ -47,7 +47,7 @@ __all__ = [
     "Patches", "load_patches", "save_patches", "sample_patches", "PATCH_PHOTOGRAPHS",
     "to_grayscale", "normalize_patches", "preprocess_patches",
     "load_cifar10", "load_cifar10_raw", "CIFAR10_CLASSES", "iterate_minibatches",
-    "cache_dir",
+    "minibatch_indices", "cache_dir",
 ]
 
 # ----------------------------------------------------------------------------
@@ -962,3 +962,39 @@ def iterate_minibatches(X, y=None, batch_size: int = 64, *, shuffle: bool = Fals
     for start in range(0, stop, batch_size):
         idx = order[start:start + batch_size]
         yield (X[idx], y[idx]) if y is not None else X[idx]
+
+
+def minibatch_indices(n: int, batch_size: int, seed=0):
+    """An endless stream of index minibatches, epoch after epoch, for loops
+    that count iterations rather than epochs.
+
+    Each epoch is one shuffled pass of :func:`iterate_minibatches` over
+    ``range(n)`` with ``drop_last=True``, all epochs drawn from one
+    ``np.random.default_rng(seed)``: epoch k visits the samples in the order of
+    that Generator's k-th ``permutation(n)``.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    batch_size : int, 1 <= batch_size <= n
+    seed : int, numpy Generator or None, default 0
+        As in :func:`iterate_minibatches`: 0 by default (the same stream on every
+        call); None for fresh randomness.
+
+    Yields
+    ------
+    ndarray of int64, shape (batch_size,)
+    """
+    n = positive_int(n, "n")
+    batch_size = positive_int(batch_size, "batch_size")
+    if batch_size > n:
+        raise ValueError(f"batch_size must be at most n={n}, got {batch_size}")
+    rng = seed if isinstance(seed, np.random.Generator) else None
+    if rng is None:
+        next(iterate_minibatches(np.zeros(1), batch_size=1, seed=seed))  # validates seed
+        rng = np.random.default_rng(seed)
+    idx = np.arange(n)
+    while True:
+        yield from iterate_minibatches(idx, batch_size=batch_size, shuffle=True, seed=rng,
+                                       drop_last=True)

@@ -759,3 +759,18 @@ def test_minibatch_order_is_reproducible_by_default():
 def test_minibatch_bad_seed(seed):
     with pytest.raises(TypeError, match="seed must be a non-negative int"):
         next(data.iterate_minibatches(np.zeros((4, 2)), batch_size=2, shuffle=True, seed=seed))
+
+
+def test_minibatch_indices_are_epochs_of_one_generator():
+    stream = data.minibatch_indices(10, 3, seed=5)
+    got = [next(stream) for _ in range(7)]          # 3 batches per epoch, last 1 dropped
+    rng = np.random.default_rng(5)
+    expected = []
+    for _ in range(3):
+        order = rng.permutation(10)
+        expected += [order[i:i + 3] for i in (0, 3, 6)]
+    assert all(np.array_equal(g, e) for g, e in zip(got, expected))
+    with pytest.raises(ValueError, match="batch_size must be at most n=4, got 5"):
+        next(data.minibatch_indices(4, 5))
+    with pytest.raises(TypeError, match="seed must be"):
+        next(data.minibatch_indices(4, 2, seed=-3))

@@ -39,7 +39,8 @@ import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
 from lab import autoencoder as _np_ae  # noqa: E402
-from lab._validate import finite_float, nonneg_int, positive_int  # noqa: E402
+from lab._validate import finite_float, nonneg_int, positive_int
+from lab.progress import progress  # noqa: E402
 
 if keras.backend.backend() != "tensorflow":  # pragma: no cover - environment guard
     raise ImportError("lab.tf needs Keras with the TensorFlow backend, but KERAS_BACKEND is "
@@ -328,10 +329,11 @@ def train_gd(model, data, lr, num_iters, verbose=False, print_every=100):
     lr_t = tf.constant(lr, dtype=_model_dtype(model))
     step = _functions(model)["gd_step"]
     history = np.empty(num_iters)
+    bar = progress(total=num_iters, desc="train_gd (Keras)", enabled=bool(verbose))
     for i in range(num_iters):
         history[i] = float(step(x, lr_t))
         if not np.isfinite(history[i]):
             _diagnose_nonfinite(model, history[i])
-        if verbose and (i % print_every == 0 or i == num_iters - 1):
-            print(f"iteration {i:6d}   J = {history[i]:.8f}")
+        bar.update(**({"J": history[i]} if i % print_every == 0 or i == num_iters - 1 else {}))
+    bar.close()
     return history

@@ -19,7 +19,9 @@ import torch
 from torch import nn
 
 from lab import autoencoder as _np_ae
+from lab import data as _np_data
 from lab._validate import finite_float, nonneg_int, positive_int
+from lab.progress import progress
 
 __all__ = ["SparseAutoencoder", "set_weights", "get_weights", "cost_and_grad", "train_gd",
            "train_adam"]
@@ -281,14 +283,15 @@ def train_gd(model, data, lr, num_iters, verbose=False, print_every=100):
     x = model._checked_input(data)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     history = np.empty(num_iters)
+    bar = progress(total=num_iters, desc="train_gd (PyTorch)", enabled=bool(verbose))
     for i in range(num_iters):
         opt.zero_grad(set_to_none=True)
         J = model._cost(x)
         J.backward()
         opt.step()
         history[i] = float(J.detach())
-        if verbose and (i % print_every == 0 or i == num_iters - 1):
-            print(f"iteration {i:6d}   J = {history[i]:.8f}")
+        bar.update(**({"J": history[i]} if i % print_every == 0 or i == num_iters - 1 else {}))
+    bar.close()
     return history
 
 
@@ -296,9 +299,9 @@ def train_adam(model, data, lr=1e-2, num_iters=500, batch_size=None, betas=(0.9,
                eps=1e-8, seed=0, verbose=False, print_every=100):
     """Adam (``torch.optim.Adam``) on full batches or shuffled minibatches.
 
-    Minibatches are drawn exactly as :func:`lab.autoencoder.train_adam` draws
-    them (a NumPy permutation per epoch, seeded by ``seed``), so both runs see
-    the same batches.
+    Minibatches come from :func:`lab.data.minibatch_indices` (one shuffled
+    pass per epoch, seeded by ``seed``), as in :func:`lab.autoencoder.train_adam`,
+    so both runs see the same batches.
 
     Parameters
     ----------
@@ -333,22 +336,16 @@ def train_adam(model, data, lr=1e-2, num_iters=500, batch_size=None, betas=(0.9,
         if batch_size == N:
             batch_size = None
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(betas), eps=eps)
-    rng = np.random.default_rng(seed)
-    order, pos = None, N
+    batches = None if batch_size is None else _np_data.minibatch_indices(N, batch_size, seed)
     history = np.empty(num_iters)
+    bar = progress(total=num_iters, desc="train_adam (PyTorch)", enabled=bool(verbose))
     for i in range(num_iters):
-        if batch_size is None:
-            xb = x
-        else:
-            if pos + batch_size > N:
-                order, pos = rng.permutation(N), 0
-            xb = x[torch.from_numpy(order[pos:pos + batch_size])]
-            pos += batch_size
+        xb = x if batches is None else x[torch.from_numpy(next(batches))]
         opt.zero_grad(set_to_none=True)
         J = model._cost(xb)
         J.backward()
         opt.step()
         history[i] = float(J.detach())
-        if verbose and (i % print_every == 0 or i == num_iters - 1):
-            print(f"iteration {i:6d}   J = {history[i]:.8f}")
+        bar.update(**({"J": history[i]} if i % print_every == 0 or i == num_iters - 1 else {}))
+    bar.close()
     return history
