@@ -43,7 +43,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from lab import optim as _optim
 from lab._validate import as_float_array, finite_float, nonneg_int, positive_int
+from lab.progress import progress as _progress
 
 __all__ = [
     "AEParams", "CostTerms", "init_weights", "sigmoid", "forward", "reconstruct", "ae_cost",
@@ -674,9 +676,9 @@ def unpack(theta, L_in, L_hid, L_out=None):
 # trainers
 # --------------------------------------------------------------------------- #
 
-def _report(verbose, print_every, i, num_iters, J):
-    if verbose and (i % print_every == 0 or i == num_iters - 1):
-        print(f"iteration {i:6d}   J = {J:.8f}")
+def _report(bar, print_every, i, num_iters, J):
+    """Count step ``i`` on the progress bar, showing ``J`` every ``print_every`` steps."""
+    bar.update(**({"J": J} if i % print_every == 0 or i == num_iters - 1 else {}))
 
 
 def _train_setup(We, data, params):
@@ -700,7 +702,7 @@ def train_gd(We, data, params, lr, num_iters, verbose=False, print_every=100):
     num_iters : int
         Number of steps.
     verbose : bool
-        Print ``J`` every ``print_every`` steps.
+        Show a progress bar (:mod:`lab.progress`) with ``J`` every ``print_every`` steps.
 
     Returns
     -------
@@ -713,15 +715,15 @@ def train_gd(We, data, params, lr, num_iters, verbose=False, print_every=100):
     num_iters = nonneg_int(num_iters, "num_iters")
     print_every = positive_int(print_every, "print_every")
     W, x, p = _train_setup(We, data, params)
-    lr_t = x.dtype.type(lr)
+    configs = [{"learning_rate": lr} for _ in W]
     history = np.empty(num_iters)
-    for i in range(num_iters):
-        J, grads = _checked_cost(W, x, p)
-        history[i] = J
-        _report(verbose, print_every, i, num_iters, J)
-        for w, g in zip(W, grads):
-            g *= lr_t
-            w -= g
+    with _progress(total=num_iters, desc="train_gd", enabled=bool(verbose)) as bar:
+        for i in range(num_iters):
+            J, grads = _checked_cost(W, x, p)
+            history[i] = J
+            _report(bar, print_every, i, num_iters, J)
+            for k, g in enumerate(grads):
+                W[k], configs[k] = _optim.sgd(W[k], g, configs[k])
     return tuple(W), history
 
 
@@ -740,7 +742,7 @@ def train_lbfgs(We, data, params, maxiter=400, verbose=False, tol=None, options=
     maxiter : int
         Maximum number of L-BFGS iterations.
     verbose : bool
-        Print ``J`` after every iteration.
+        Show a progress bar (:mod:`lab.progress`) with ``J`` after every iteration.
     tol : float, optional
         Passed to ``scipy.optimize.minimize``.
     options : dict, optional
@@ -777,13 +779,13 @@ def train_lbfgs(We, data, params, maxiter=400, verbose=False, tol=None, options=
 
     def callback(intermediate_result):
         history.append(float(intermediate_result.fun))
-        if verbose:
-            print(f"iteration {len(history) - 1:6d}   J = {history[-1]:.8f}")
+        bar.update(J=history[-1])
 
     opts = dict(options or {})
     opts["maxiter"] = maxiter
-    res = minimize(fun, theta0, jac=True, method="L-BFGS-B", tol=tol, options=opts,
-                   callback=callback)
+    with _progress(total=maxiter, desc="train_lbfgs", enabled=bool(verbose)) as bar:
+        res = minimize(fun, theta0, jac=True, method="L-BFGS-B", tol=tol, options=opts,
+                       callback=callback)
     We_out = tuple(w.astype(out_dtype) for w in unpack(res.x, L_in, L_hid))
     history = np.asarray(history)
     if return_result:
@@ -818,7 +820,7 @@ def train_adam(We, data, params, lr=1e-2, num_iters=500, batch_size=None, beta1=
         minibatches on every call; pass seed=None for fresh randomness
         (``np.random.seed`` has no effect either way).
     verbose : bool
-        Print the loss every ``print_every`` updates.
+        Show a progress bar (:mod:`lab.progress`) with the loss every ``print_every`` updates.
 
     Returns
     -------
@@ -841,29 +843,18 @@ def train_adam(We, data, params, lr=1e-2, num_iters=500, batch_size=None, beta1=
             raise ValueError(f"batch_size must be at most N={N}, got {batch_size}")
         if batch_size == N:
             batch_size = None
-    rng = np.random.default_rng(seed)
-    m = [np.zeros_like(w) for w in W]
-    v = [np.zeros_like(w) for w in W]
+    from lab.data import minibatch_indices
+
+    batches = None if batch_size is None else minibatch_indices(N, batch_size, seed)
+    configs = [{"learning_rate": lr, "beta1": beta1, "beta2": beta2, "epsilon": eps}
+               for _ in W]
     history = np.empty(num_iters)
-    order, pos = None, N
-    for i in range(num_iters):
-        if batch_size is None:
-            xb = x
-        else:
-            if pos + batch_size > N:
-                order, pos = rng.permutation(N), 0
-            xb = x[order[pos:pos + batch_size]]
-            pos += batch_size
-        J, grads = _checked_cost(W, xb, p)
-        history[i] = J
-        _report(verbose, print_every, i, num_iters, J)
-        t = i + 1
-        c1 = 1.0 - beta1 ** t                  # bias corrections
-        c2 = 1.0 - beta2 ** t
-        for w, g, mi, vi in zip(W, grads, m, v):
-            mi *= beta1
-            mi += (1.0 - beta1) * g
-            vi *= beta2
-            vi += (1.0 - beta2) * (g * g)
-            w -= lr * (mi / c1) / (np.sqrt(vi / c2) + eps)
+    with _progress(total=num_iters, desc="train_adam", enabled=bool(verbose)) as bar:
+        for i in range(num_iters):
+            xb = x if batches is None else x[next(batches)]
+            J, grads = _checked_cost(W, xb, p)
+            history[i] = J
+            _report(bar, print_every, i, num_iters, J)
+            for k, g in enumerate(grads):
+                W[k], configs[k] = _optim.adam(W[k], g, configs[k])
     return tuple(W), history

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lab import autoencoder as ae
+from lab import data
 from lab.gradient_check import eval_numerical_gradient, norm_rel_error, rel_error
 
 L_IN, L_HID, N = 8, 5, 10
@@ -453,13 +454,41 @@ def test_train_adam_first_step_is_sign_step(train_data):
         assert rel_error(w - w1, 1e-3 * gw / (np.abs(gw) + 1e-12)) < 1e-9
 
 
-def test_trainers_verbose(train_data, capsys):
+@pytest.mark.parametrize("name", ["train_gd", "train_adam", "train_lbfgs"])
+def test_trainers_verbose_show_a_progress_bar(train_data, capsys, name):
+    """verbose=True: a lab.progress bar on stderr with J; otherwise silence."""
     We = ae.init_weights(16, 6)
-    ae.train_gd(We, train_data, PARAMS, lr=0.1, num_iters=3, verbose=True, print_every=2)
-    out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 and out[0].startswith("iteration      0   J = ")
-    ae.train_gd(We, train_data, PARAMS, lr=0.1, num_iters=3)
-    assert capsys.readouterr().out == ""
+    kwargs = dict(maxiter=3) if name == "train_lbfgs" else dict(num_iters=3)
+    if name == "train_gd":
+        kwargs["lr"] = 0.1
+    trainer = getattr(ae, name)
+    _, hist = trainer(We, train_data, PARAMS, verbose=True, **kwargs)
+    out = capsys.readouterr()
+    assert out.out == "" and name in out.err and f"J={hist[-1]:.4g}" in out.err
+    trainer(We, train_data, PARAMS, **kwargs)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+def test_trainers_step_with_lab_optim(train_data):
+    """train_gd and train_adam are loops over lab.optim.sgd / lab.optim.adam."""
+    from lab import optim
+
+    We = ae.init_weights(16, 6)
+    for name, rule, kwargs, config in [
+            ("train_gd", optim.sgd, dict(lr=0.1), {"learning_rate": 0.1}),
+            ("train_adam", optim.adam, dict(lr=0.01, batch_size=20, seed=3),
+             {"learning_rate": 0.01, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8})]:
+        got, _ = getattr(ae, name)(We, train_data, PARAMS, num_iters=4, **kwargs)
+        W = list(We)
+        configs = [dict(config) for _ in W]
+        batches = data.minibatch_indices(len(train_data), 20, 3)
+        for _ in range(4):
+            xb = train_data if name == "train_gd" else train_data[next(batches)]
+            _, grads = ae.ae_cost(tuple(W), xb, PARAMS)
+            for k, g in enumerate(grads):
+                W[k], configs[k] = rule(W[k], g, configs[k])
+        assert all(np.array_equal(a, b) for a, b in zip(got, W)), name
 
 
 @pytest.mark.parametrize("kwargs, exc, msg", [
