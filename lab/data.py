@@ -964,7 +964,7 @@ def iterate_minibatches(X, y=None, batch_size: int = 64, *, shuffle: bool = Fals
         yield (X[idx], y[idx]) if y is not None else X[idx]
 
 
-def minibatch_indices(n: int, batch_size: int, seed=0):
+def minibatch_indices(n: int, batch_size: int, seed=0, *, replace: bool = False):
     """An endless stream of index minibatches, epoch after epoch, for loops
     that count iterations rather than epochs.
 
@@ -977,10 +977,15 @@ def minibatch_indices(n: int, batch_size: int, seed=0):
     ----------
     n : int
         Number of samples.
-    batch_size : int, 1 <= batch_size <= n
+    batch_size : int, 1 <= batch_size <= n (any size with ``replace``)
     seed : int, numpy Generator or None, default 0
         As in :func:`iterate_minibatches`: 0 by default (the same stream on every
-        call); None for fresh randomness.
+        call); None for fresh randomness.  A Generator is drawn from lazily, one
+        batch at a time, so other draws from it in between keep their order.
+    replace : bool, default False
+        Draw every batch independently, with replacement
+        (``rng.choice(n, batch_size)``), as CS231n's Solver does, instead of
+        epochs of shuffled passes.
 
     Yields
     ------
@@ -988,12 +993,15 @@ def minibatch_indices(n: int, batch_size: int, seed=0):
     """
     n = positive_int(n, "n")
     batch_size = positive_int(batch_size, "batch_size")
-    if batch_size > n:
+    if batch_size > n and not replace:
         raise ValueError(f"batch_size must be at most n={n}, got {batch_size}")
     rng = seed if isinstance(seed, np.random.Generator) else None
     if rng is None:
         next(iterate_minibatches(np.zeros(1), batch_size=1, seed=seed))  # validates seed
         rng = np.random.default_rng(seed)
+    if replace:
+        while True:
+            yield rng.choice(n, batch_size)
     idx = np.arange(n)
     while True:
         yield from iterate_minibatches(idx, batch_size=batch_size, shuffle=True, seed=rng,

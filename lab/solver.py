@@ -50,6 +50,7 @@ import re
 from collections.abc import Mapping
 
 import numpy as np
+from lab.data import minibatch_indices
 from lab.progress import progress as _progress
 
 from . import optim
@@ -328,6 +329,10 @@ class Solver:
     def _reset(self):
         """Set up the bookkeeping; called by ``__init__`` only."""
         self.rng = np.random.default_rng(self.seed)
+        # minibatches drawn with replacement, one at a time, from the same
+        # generator as the accuracy subsets (the course's Solver)
+        self._batches = minibatch_indices(self.X_train.shape[0], self.batch_size, self.rng,
+                                          replace=True)
         self.epoch = 0
         self.best_val_acc = 0.0
         self.best_params = {}
@@ -381,8 +386,7 @@ class Solver:
         ``t`` is the 0-based iteration, for messages."""
         if t is None:
             t = len(self.loss_history)
-        num_train = self.X_train.shape[0]
-        batch_mask = self.rng.choice(num_train, self.batch_size)
+        batch_mask = next(self._batches)
         X_batch = self.X_train[batch_mask]
         y_batch = self.y_train[batch_mask]
 

@@ -774,3 +774,15 @@ def test_minibatch_indices_are_epochs_of_one_generator():
         next(data.minibatch_indices(4, 5))
     with pytest.raises(TypeError, match="seed must be"):
         next(data.minibatch_indices(4, 2, seed=-3))
+
+
+def test_minibatch_indices_with_replacement_draw_lazily():
+    rng = np.random.default_rng(2)
+    stream = data.minibatch_indices(5, 8, rng, replace=True)   # larger than n: allowed
+    first = next(stream)
+    between = rng.random()                    # another draw from the same generator
+    second = next(stream)
+    ref = np.random.default_rng(2)
+    assert np.array_equal(first, ref.choice(5, 8))
+    assert between == ref.random()
+    assert np.array_equal(second, ref.choice(5, 8))
