@@ -107,3 +107,24 @@ def finite_float(v, name: str, low: float | None = None, high: float | None = No
         rng = f"{lo or '(-inf'}, {hi or 'inf)'}"
         raise ValueError(f"{name} must lie in {rng}, got {v}")
     return v
+
+
+def float_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """Check that ``dtype`` names a NumPy floating dtype and return it."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a numpy floating dtype, got {dtype!r}") from exc
+    if dt.kind != "f":
+        raise TypeError(f"{name} must be a numpy floating dtype such as np.float32 or "
+                        f"np.float64, got {dt}")
+    return dt
+
+
+def optional_seed(seed, name: str = "seed"):
+    """Check that ``seed`` is an int >= 0 or None (fresh randomness) and return it."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= 0 or None, got {seed!r}")
+    return nonneg_int(seed, name)

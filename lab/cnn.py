@@ -13,11 +13,11 @@ layers of :mod:`lab.layer_utils`, and follows the model protocol the
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
-from ._validate import as_float_array, as_labels, finite_float, nonneg_int, positive_int
+from ._validate import (as_float_array, as_labels, finite_float, float_dtype,
+                        optional_seed, positive_int)
 from .layer_utils import (affine_relu_backward, affine_relu_forward,
                           conv_relu_pool_backward, conv_relu_pool_forward)
 from .layers import affine_backward, affine_forward, softmax_loss
@@ -87,17 +87,8 @@ class ThreeLayerConvNet:
         hidden = positive_int(hidden_dim, "hidden_dim")
         classes = positive_int(num_classes, "num_classes")
         weight_scale = finite_float(weight_scale, "weight_scale", low=0.0, low_open=True)
-        try:
-            dt = np.dtype(dtype)
-        except TypeError as exc:
-            raise TypeError(f"dtype must be a numpy floating dtype, got {dtype!r}") from exc
-        if dt.kind != "f":
-            raise TypeError(f"dtype must be a numpy floating dtype such as np.float32 or "
-                            f"np.float64, got {dt}")
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-                raise TypeError(f"seed must be an int >= 0 or None, got {seed!r}")
-            seed = nonneg_int(seed, "seed")
+        dt = float_dtype(dtype)
+        seed = optional_seed(seed)
 
         self.input_dim = (C, H, W)
         self.num_classes = classes
