@@ -49,7 +49,8 @@ execute: $(STAMP)
 	@test -n "$(NB)" || { echo "usage: make execute NB=book/<part>/<chapter>.ipynb [NB=...]"; exit 2; }
 	OMP_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) \
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.timeout=3600 --ExecutePreprocessor.kernel_name=python3 $(NB)
+		--ExecutePreprocessor.timeout=3600 --ExecutePreprocessor.kernel_name=python3 \
+		--ExecutePreprocessor.record_timing=False $(NB)
 
 clean:
 	rm -rf _build
