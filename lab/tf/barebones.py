@@ -341,6 +341,15 @@ def train_part2(model_fn, init_fn, learning_rate, data, *, epochs: int = 1, batc
 
 # --------------------------------------------------------------------- layouts
 
+def _as_numpy(v):
+    """float32 numpy copy of an array, a tf.Variable/Tensor or a torch tensor."""
+    if hasattr(v, "detach"):  # a torch tensor, possibly requiring grad
+        v = v.detach().cpu()
+    if hasattr(v, "numpy"):
+        v = v.numpy()
+    return np.array(v, dtype=np.float32)
+
+
 def convert_params(params, image_size=(32, 32)):
     """PyTorch-layout parameters of the same network, in this backend's layout.
 
@@ -362,7 +371,7 @@ def convert_params(params, image_size=(32, 32)):
     -------
     list of float32 numpy arrays
     """
-    p = [np.asarray(getattr(v, "numpy", lambda: v)(), dtype=np.float32) for v in params]
+    p = [_as_numpy(v) for v in params]
     H, W = _shape_tuple(image_size, "image_size")
     if len(p) == 2:
         w1, w2 = p
