@@ -9,6 +9,13 @@ Modules
 -------
 autoencoder   the sparse autoencoder as a Keras model, with ``cost_and_grad``
               and a gradient-descent loop matching ``lab.autoencoder``
+barebones     the course's networks as functions of a parameter list
+              (NHWC images, HWIO kernels), Kaiming init, one SGD step, train_part2
+models        TwoLayerFC, ThreeLayerConvNet and their Sequential and
+              functional versions
+train         seed_everything, device, check_accuracy, train
+
+``train`` is a module here; the function is ``lab.tf.train.train``.
 """
 from __future__ import annotations
 
@@ -21,15 +28,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # reproducible output, so they are off unless the environment says otherwise.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-__all__ = ["autoencoder", "build_model"]
+__all__ = ["autoencoder", "build_model", "barebones", "models", "train",
+           "seed_everything", "device", "describe_device", "check_accuracy",
+           "TwoLayerFC", "ThreeLayerConvNet"]
 
-_LAZY = {"build_model": "autoencoder"}
+_LAZY = {"build_model": "autoencoder",
+         "seed_everything": "train", "device": "train", "describe_device": "train",
+         "check_accuracy": "train", "TwoLayerFC": "models", "ThreeLayerConvNet": "models"}
 
 
 def __getattr__(name):
     if name in _LAZY:
         module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
         return getattr(module, name)
-    if name in ("autoencoder",):
+    if name in ("autoencoder", "barebones", "models", "train"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
