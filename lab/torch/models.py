@@ -10,9 +10,10 @@ The architectures are those of :mod:`lab.torch.barebones`:
 * ConvNet: conv 5x5, ``channel_1`` filters, ``padding=2`` - ReLU - conv 3x3,
   ``channel_2`` filters, ``padding=1`` - ReLU - flatten - linear (classes).
 
-Input is NCHW, float32 (N, 3, 32, 32) by default.  Weights are Kaiming-normal
-(``nn.init.kaiming_normal_``, variance 2 / fan_in), biases zero; the draws
-come from PyTorch's global generator (:func:`lab.torch.train.seed_everything`).
+Input is NCHW, float32 (N, 3, 32, 32) by default.  The ``nn.Module`` weights
+are Kaiming-normal (``nn.init.kaiming_normal_``, variance 2 / fan_in), biases
+zero, as in the course; its ``nn.Sequential`` models keep PyTorch's default
+initialisation (``init="kaiming"`` asks for Kaiming).  The draws come from PyTorch's global generator (:func:`lab.torch.train.seed_everything`).
 The barebones two-layer net has no biases; these modules have them (zero at
 first), so with zero biases they give the barebones scores.
 
@@ -46,8 +47,14 @@ def _image_size(image_size):
     return H, W
 
 
-def _init(module):
-    """Kaiming-normal weights and zero biases for every Linear and Conv2d in ``module``."""
+def _init(module, init="kaiming"):
+    """Kaiming-normal weights and zero biases for every Linear and Conv2d in
+    ``module`` (``init="kaiming"``), or PyTorch's default initialisation left
+    as it is (``init="torch"``: uniform in +-1/sqrt(fan_in) for weights and biases)."""
+    if init not in ("kaiming", "torch"):
+        raise ValueError(f"init must be 'kaiming' or 'torch', got {init!r}")
+    if init == "torch":
+        return module
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.kaiming_normal_(m.weight)
@@ -140,11 +147,15 @@ class ThreeLayerConvNet(nn.Module):
 
 # ------------------------------------------------------------------ Sequential
 
-def two_layer_fc_sequential(input_size=3 * 32 * 32, hidden_size=4000, num_classes=10):
+def two_layer_fc_sequential(input_size=3 * 32 * 32, hidden_size=4000, num_classes=10, *,
+                            init="torch"):
     """The two-layer net as an ``nn.Sequential``: (input check) - Flatten -
     Linear(input_size, hidden_size) - ReLU - Linear(hidden_size, num_classes).
 
     Maps (N, ...) with ``input_size`` features per sample -> (N, num_classes).
+    ``init="torch"`` (default, as the course's Sequential models) keeps
+    PyTorch's default initialisation; ``init="kaiming"`` draws Kaiming-normal
+    weights and zero biases like :class:`TwoLayerFC`.
     """
     input_size = positive_int(input_size, "input_size")
     return _init(nn.Sequential(
@@ -153,17 +164,18 @@ def two_layer_fc_sequential(input_size=3 * 32 * 32, hidden_size=4000, num_classe
         nn.Linear(input_size, positive_int(hidden_size, "hidden_size")),
         nn.ReLU(),
         nn.Linear(hidden_size, positive_int(num_classes, "num_classes")),
-    ))
+    ), init)
 
 
 def three_layer_convnet_sequential(in_channel=3, channel_1=32, channel_2=16, num_classes=10, *,
-                                   image_size=(32, 32)):
+                                   image_size=(32, 32), init="torch"):
     """The ConvNet as an ``nn.Sequential``: (input check) -
     Conv2d(in_channel, channel_1, 5, padding=2) - ReLU -
     Conv2d(channel_1, channel_2, 3, padding=1) - ReLU - Flatten -
     Linear(channel_2 * H * W, num_classes).
 
-    Maps NCHW (N, in_channel, H, W) -> (N, num_classes).
+    Maps NCHW (N, in_channel, H, W) -> (N, num_classes).  ``init`` as in
+    :func:`two_layer_fc_sequential` (default: PyTorch's, as in the course).
     """
     H, W = _image_size(image_size)
     in_channel = positive_int(in_channel, "in_channel")
@@ -177,7 +189,7 @@ def three_layer_convnet_sequential(in_channel=3, channel_1=32, channel_2=16, num
         nn.ReLU(),
         nn.Flatten(),
         nn.Linear(channel_2 * H * W, positive_int(num_classes, "num_classes")),
-    ))
+    ), init)
 
 
 # --------------------------------------------------------------------- weights
