@@ -702,7 +702,8 @@ def train_gd(We, data, params, lr, num_iters, verbose=False, print_every=100):
     num_iters : int
         Number of steps.
     verbose : bool
-        Show a progress bar (:mod:`lab.progress`) with ``J`` every ``print_every`` steps.
+        Show a progress bar (:mod:`lab.progress`) with ``J`` every
+        ``print_every`` steps.
 
     Returns
     -------
@@ -717,7 +718,8 @@ def train_gd(We, data, params, lr, num_iters, verbose=False, print_every=100):
     W, x, p = _train_setup(We, data, params)
     configs = [{"learning_rate": lr} for _ in W]
     history = np.empty(num_iters)
-    with _progress(total=num_iters, desc="train_gd", enabled=bool(verbose)) as bar:
+    with _progress(total=num_iters, desc="train_gd",
+                   enabled=bool(verbose)) as bar:
         for i in range(num_iters):
             J, grads = _checked_cost(W, x, p)
             history[i] = J
@@ -727,9 +729,10 @@ def train_gd(We, data, params, lr, num_iters, verbose=False, print_every=100):
     return tuple(W), history
 
 
-def train_lbfgs(We, data, params, maxiter=400, verbose=False, tol=None, options=None,
-                return_result=False):
-    """Minimise ``J`` with L-BFGS (``scipy.optimize.minimize``, ``L-BFGS-B``), in float64.
+def train_lbfgs(We, data, params, maxiter=400, verbose=False, tol=None,
+                options=None, return_result=False):
+    """Minimise ``J`` with L-BFGS (``scipy.optimize.minimize``,
+    ``L-BFGS-B``), in float64.
 
     This is the counterpart of the course's ``minFunc`` L-BFGS run.
 
@@ -742,7 +745,8 @@ def train_lbfgs(We, data, params, maxiter=400, verbose=False, tol=None, options=
     maxiter : int
         Maximum number of L-BFGS iterations.
     verbose : bool
-        Show a progress bar (:mod:`lab.progress`) with ``J`` after every iteration.
+        Show a progress bar (:mod:`lab.progress`) with ``J`` after every
+        iteration.
     tol : float, optional
         Passed to ``scipy.optimize.minimize``.
     options : dict, optional
@@ -783,9 +787,10 @@ def train_lbfgs(We, data, params, maxiter=400, verbose=False, tol=None, options=
 
     opts = dict(options or {})
     opts["maxiter"] = maxiter
-    with _progress(total=maxiter, desc="train_lbfgs", enabled=bool(verbose)) as bar:
-        res = minimize(fun, theta0, jac=True, method="L-BFGS-B", tol=tol, options=opts,
-                       callback=callback)
+    with _progress(total=maxiter, desc="train_lbfgs",
+                   enabled=bool(verbose)) as bar:
+        res = minimize(fun, theta0, jac=True, method="L-BFGS-B", tol=tol,
+                       options=opts, callback=callback)
     We_out = tuple(w.astype(out_dtype) for w in unpack(res.x, L_in, L_hid))
     history = np.asarray(history)
     if return_result:
@@ -793,8 +798,9 @@ def train_lbfgs(We, data, params, maxiter=400, verbose=False, tol=None, options=
     return We_out, history
 
 
-def train_adam(We, data, params, lr=1e-2, num_iters=500, batch_size=None, beta1=0.9,
-               beta2=0.999, eps=1e-8, seed=0, verbose=False, print_every=100):
+def train_adam(We, data, params, lr=1e-2, num_iters=500, batch_size=None,
+               beta1=0.9, beta2=0.999, eps=1e-8, seed=0, verbose=False,
+               print_every=100):
     """Adam on full batches or on shuffled minibatches.
 
     With minibatches, ``rho_hat`` (and so the sparsity penalty) is computed on
@@ -820,7 +826,8 @@ def train_adam(We, data, params, lr=1e-2, num_iters=500, batch_size=None, beta1=
         minibatches on every call; pass seed=None for fresh randomness
         (``np.random.seed`` has no effect either way).
     verbose : bool
-        Show a progress bar (:mod:`lab.progress`) with the loss every ``print_every`` updates.
+        Show a progress bar (:mod:`lab.progress`) with the loss every
+        ``print_every`` updates.
 
     Returns
     -------
@@ -840,16 +847,20 @@ def train_adam(We, data, params, lr=1e-2, num_iters=500, batch_size=None, beta1=
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size")
         if batch_size > N:
-            raise ValueError(f"batch_size must be at most N={N}, got {batch_size}")
+            raise ValueError(
+                f"batch_size must be at most N={N}, got {batch_size}")
         if batch_size == N:
             batch_size = None
     from lab.data import minibatch_indices
 
-    batches = None if batch_size is None else minibatch_indices(N, batch_size, seed)
-    configs = [{"learning_rate": lr, "beta1": beta1, "beta2": beta2, "epsilon": eps}
+    batches = (None if batch_size is None
+               else minibatch_indices(N, batch_size, seed))
+    configs = [{"learning_rate": lr, "beta1": beta1, "beta2": beta2,
+                "epsilon": eps}
                for _ in W]
     history = np.empty(num_iters)
-    with _progress(total=num_iters, desc="train_adam", enabled=bool(verbose)) as bar:
+    with _progress(total=num_iters, desc="train_adam",
+                   enabled=bool(verbose)) as bar:
         for i in range(num_iters):
             xb = x if batches is None else x[next(batches)]
             J, grads = _checked_cost(W, xb, p)

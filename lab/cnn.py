@@ -132,15 +132,16 @@ class ThreeLayerConvNet:
         """
         X = as_float_array(X, "X", ndim=4, shape=(None, *self.input_dim))
         if X.shape[0] == 0:
-            raise ValueError(f"X must hold at least one image, got shape {X.shape}")
+            raise ValueError(
+                f"X must hold at least one image, got shape {X.shape}")
         X = X.astype(self.dtype, copy=False)
         p = self.params
         num_classes = p["W3"].shape[1]
         if y is not None:
             y = as_labels(y, "y", n=X.shape[0], num_classes=num_classes)
 
-        h1, cache1 = conv_relu_pool_forward(X, p["W1"], p["b1"], self.conv_param,
-                                            self.pool_param)
+        h1, cache1 = conv_relu_pool_forward(X, p["W1"], p["b1"],
+                                            self.conv_param, self.pool_param)
         h2, cache2 = affine_relu_forward(h1, p["W2"], p["b2"])
         scores, cache3 = affine_forward(h2, p["W3"], p["b3"])
         if y is None:
@@ -148,15 +149,16 @@ class ThreeLayerConvNet:
 
         data_loss, dscores = softmax_loss(scores, y)
         weights = ("W1", "W2", "W3")
-        reg_loss = 0.5 * self.reg * sum(float(np.sum(np.square(p[k], dtype=np.float64)))
-                                        for k in weights)
+        reg_loss = 0.5 * self.reg * sum(
+            float(np.sum(np.square(p[k], dtype=np.float64))) for k in weights)
         loss = data_loss + reg_loss
 
         grads = {}
         dh2, grads["W3"], grads["b3"] = affine_backward(dscores, cache3)
         dh1, grads["W2"], grads["b2"] = affine_relu_backward(dh2, cache2)
         # the gradient of the images themselves is not needed: skip it
-        _, grads["W1"], grads["b1"] = conv_relu_pool_backward(dh1, cache1, need_dx=False)
+        _, grads["W1"], grads["b1"] = conv_relu_pool_backward(dh1, cache1,
+                                                              need_dx=False)
         for k in weights:
             grads[k] += self.reg * p[k]             # grads[k] is a new array
         for k in grads:

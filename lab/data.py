@@ -317,7 +317,9 @@ def to_grayscale(data):
     """
     data = as_float_array(data, "data", ndim=4)
     if data.shape[1] != 3:
-        raise ValueError(f"data must have 3 colour channels in axis 1 (N, 3, H, W), got shape {data.shape}")
+        raise ValueError(
+            "data must have 3 colour channels in axis 1 (N, 3, H, W), "
+            f"got shape {data.shape}")
     weights = np.array([0.2126, 0.7152, 0.0722], dtype=data.dtype)
     return np.einsum("nchw,c->nhw", data, weights)
 
@@ -339,14 +341,16 @@ def normalize_patches(patches):
     """
     x = as_float_array(patches, "patches")
     if x.ndim not in (2, 3):
-        raise ValueError(f"patches must have shape (N, H, W) or (N, D), got {x.shape}")
+        raise ValueError(
+            f"patches must have shape (N, H, W) or (N, D), got {x.shape}")
     if x.shape[0] == 0:
         raise ValueError("patches holds no patches")
     x = x.reshape(x.shape[0], -1)
     x = x - x.mean(axis=1, keepdims=True)
     sigma = 3.0 * x.std()
     if sigma == 0.0:
-        raise ValueError("patches are all constant: their standard deviation after mean removal is 0")
+        raise ValueError("patches are all constant: their standard "
+                         "deviation after mean removal is 0")
     x = np.clip(x, -sigma, sigma) / sigma
     return (x + 1.0) * 0.4 + 0.1
 

@@ -137,9 +137,11 @@ class FullyConnectedNet:
             call (the running averages do not exist yet).
         """
         X = as_float_array(X, "X")
-        if X.ndim < 2 or X.shape[0] == 0 or int(np.prod(X.shape[1:])) != self.input_dim:
-            raise ValueError(f"X must have shape (N, ...) with N >= 1 and input_dim = "
-                             f"{self.input_dim} values per example, got {X.shape}")
+        if (X.ndim < 2 or X.shape[0] == 0
+                or int(np.prod(X.shape[1:])) != self.input_dim):
+            raise ValueError(f"X must have shape (N, ...) with N >= 1 and "
+                             f"input_dim = {self.input_dim} values per "
+                             f"example, got {X.shape}")
         X = X.astype(self.dtype, copy=False)
         p = self.params
         L = self.num_layers
@@ -153,8 +155,10 @@ class FullyConnectedNet:
         h, caches = X, []
         for l in range(1, L):
             if bn:
-                h, cache = affine_bn_relu_forward(h, p[f"W{l}"], p[f"b{l}"], p[f"gamma{l}"],
-                                                  p[f"beta{l}"], self.bn_params[l - 1])
+                h, cache = affine_bn_relu_forward(h, p[f"W{l}"], p[f"b{l}"],
+                                                  p[f"gamma{l}"],
+                                                  p[f"beta{l}"],
+                                                  self.bn_params[l - 1])
             else:
                 h, cache = affine_relu_forward(h, p[f"W{l}"], p[f"b{l}"])
             caches.append(cache)
@@ -164,18 +168,21 @@ class FullyConnectedNet:
 
         data_loss, dscores = softmax_loss(scores, y)
         weights = [f"W{l}" for l in range(1, L + 1)]
-        reg_loss = 0.5 * self.reg * sum(float(np.sum(np.square(p[k], dtype=np.float64)))
-                                        for k in weights)
+        reg_loss = 0.5 * self.reg * sum(
+            float(np.sum(np.square(p[k], dtype=np.float64))) for k in weights)
         loss = data_loss + reg_loss
 
         grads = {}
-        dh, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, cache_last)
+        dh, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores,
+                                                             cache_last)
         for l in range(L - 1, 0, -1):
             if bn:
                 (dh, grads[f"W{l}"], grads[f"b{l}"], grads[f"gamma{l}"],
-                 grads[f"beta{l}"]) = affine_bn_relu_backward(dh, caches[l - 1])
+                 grads[f"beta{l}"]) = affine_bn_relu_backward(dh,
+                                                              caches[l - 1])
             else:
-                dh, grads[f"W{l}"], grads[f"b{l}"] = affine_relu_backward(dh, caches[l - 1])
+                dh, grads[f"W{l}"], grads[f"b{l}"] = affine_relu_backward(
+                    dh, caches[l - 1])
         for k in weights:
             grads[k] = grads[k] + self.reg * p[k]
         for k in grads:

@@ -62,7 +62,8 @@ def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
     w : ndarray, shape (D, M)
     b : ndarray, shape (M,)
     gamma, beta : ndarray, shape (M,)
-    bn_param : dict, as for :func:`lab.layers.batchnorm_forward` (updated in place)
+    bn_param : dict, as for :func:`lab.layers.batchnorm_forward` (updated in
+        place)
 
     Returns
     -------

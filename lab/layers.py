@@ -292,12 +292,14 @@ def softmax_loss(x, y):
 # ----------------------------------------------------------------------------
 
 def conv_forward_naive(x, w, b, conv_param):
-    """Convolution (cross-correlation, as in every deep learning library), naively.
+    """Convolution (cross-correlation, as in every deep learning library),
+    naively.
 
     With the input zero-padded by ``pad`` on each side of both spatial axes
-    (``xp``) and stride ``s``:
+    (``xp``) and stride ``s``::
 
-    ``out[n, f, i, j] = b[f] + sum_{c, k, l} w[f, c, k, l] * xp[n, c, i*s + k, j*s + l]``
+        out[n, f, i, j] = b[f] + sum_{c, k, l} w[f, c, k, l]
+                                               * xp[n, c, i*s + k, j*s + l]
 
     Parameters
     ----------
@@ -306,8 +308,9 @@ def conv_forward_naive(x, w, b, conv_param):
     b : ndarray, shape (F,)
     conv_param : dict
         ``'stride'`` (positive int) and ``'pad'`` (non-negative int), no other
-        keys (an unknown one, such as ``'dilation'``, raises ValueError). The output
-        size ``H' = 1 + (H + 2*pad - HH) / stride`` (likewise ``W'``) must be whole.
+        keys (an unknown one, such as ``'dilation'``, raises ValueError).
+        The output size ``H' = 1 + (H + 2*pad - HH) / stride`` (likewise
+        ``W'``) must be whole.
 
     Returns
     -------
@@ -402,7 +405,8 @@ def max_pool_forward_naive(x, pool_param):
         for c in range(C):
             for i in range(H_out):
                 for j in range(W_out):
-                    out[n, c, i, j] = x[n, c, i * s:i * s + ph, j * s:j * s + pw].max()
+                    out[n, c, i, j] = x[n, c, i * s:i * s + ph,
+                                        j * s:j * s + pw].max()
     return out, (x, {"pool_height": ph, "pool_width": pw, "stride": s})
 
 
@@ -425,7 +429,8 @@ def max_pool_backward_naive(dout, cache):
     dx : ndarray, shape (N, C, H, W)
     """
     x, pool_param = cache
-    ph, pw, s = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    ph, pw, s = (pool_param["pool_height"], pool_param["pool_width"],
+                 pool_param["stride"])
     N, C, H, W = x.shape
     H_out, W_out = (H - ph) // s + 1, (W - pw) // s + 1
     dout = _check_dout(dout, (N, C, H_out, W_out))
@@ -621,14 +626,16 @@ def _running_average(value, dtype, key, x):
 
 
 def batchnorm_backward(dout, cache):
-    """Backward pass of :func:`batchnorm_forward`, one node of the graph at a time.
+    """Backward pass of :func:`batchnorm_forward`, one node of the graph at a
+    time.
 
     The forward pass is the chain ``xmu = x - mu``, ``var = mean(xmu**2)``,
     ``std = sqrt(var + eps)``, ``inv = 1/std``, ``xhat = xmu * inv``,
     ``out = gamma * xhat + beta``; this function walks it backwards, adding up
-    the two paths through which ``x`` reaches ``xmu`` (directly and via ``mu``)
-    and the two through which ``xmu`` reaches ``xhat`` (directly and via ``var``).
-    In test mode the statistics are constants and ``dx = dout * gamma * inv``.
+    the two paths through which ``x`` reaches ``xmu`` (directly and via
+    ``mu``) and the two through which ``xmu`` reaches ``xhat`` (directly and
+    via ``var``). In test mode the statistics are constants and
+    ``dx = dout * gamma * inv``.
 
     Parameters
     ----------
@@ -687,7 +694,8 @@ def batchnorm_backward_alt(dout, cache):
     g = dout * gamma
     if mode == "test":
         return g * inv_std, dgamma, dbeta
-    dx = (inv_std / N) * (N * g - g.sum(axis=0) - xhat * np.sum(g * xhat, axis=0))
+    dx = (inv_std / N) * (N * g - g.sum(axis=0)
+                          - xhat * np.sum(g * xhat, axis=0))
     return _unscale(dx, scale, g), dgamma, dbeta
 
 
@@ -702,7 +710,8 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     ----------
     x : ndarray, shape (N, C, H, W)
     gamma, beta : ndarray, shape (C,)
-    bn_param : dict, as for :func:`batchnorm_forward` (running statistics of shape (C,))
+    bn_param : dict, as for :func:`batchnorm_forward` (running statistics of
+        shape (C,))
 
     Returns
     -------
@@ -713,11 +722,14 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     N, C, H, W = x.shape
     gamma = as_float_array(gamma, "gamma")
     if gamma.shape != (C,):
-        raise ValueError(f"gamma must have shape ({C},) (one entry per channel of x of shape "
-                         f"{x.shape}), got {gamma.shape}")
+        raise ValueError(f"gamma must have shape ({C},) (one entry per "
+                         f"channel of x of shape {x.shape}), got "
+                         f"{gamma.shape}")
     flat = x.transpose(0, 2, 3, 1).reshape(N * H * W, C)
     out, cache = batchnorm_forward(flat, gamma, beta, bn_param)
-    return np.ascontiguousarray(out.reshape(N, H, W, C).transpose(0, 3, 1, 2)), (x.shape, cache)
+    return (np.ascontiguousarray(out.reshape(N, H, W, C)
+                                 .transpose(0, 3, 1, 2)),
+            (x.shape, cache))
 
 
 def spatial_batchnorm_backward(dout, cache):
@@ -738,7 +750,8 @@ def spatial_batchnorm_backward(dout, cache):
     dout = _check_dout(dout, shape)
     flat = dout.transpose(0, 2, 3, 1).reshape(N * H * W, C)
     dx, dgamma, dbeta = batchnorm_backward_alt(flat, bn_cache)
-    return np.ascontiguousarray(dx.reshape(N, H, W, C).transpose(0, 3, 1, 2)), dgamma, dbeta
+    return (np.ascontiguousarray(dx.reshape(N, H, W, C).transpose(0, 3, 1, 2)),
+            dgamma, dbeta)
 
 
 # ----------------------------------------------------------------------------
@@ -768,7 +781,8 @@ def _normalize_rows_backward(dxhat, xhat, inv_std):
     """Gradient through ``xhat = (x - mean) / std`` taken along each row."""
     M = xhat.shape[1]
     return (inv_std / M) * (M * dxhat - dxhat.sum(axis=1, keepdims=True)
-                            - xhat * np.sum(dxhat * xhat, axis=1, keepdims=True))
+                            - xhat * np.sum(dxhat * xhat, axis=1,
+                                            keepdims=True))
 
 
 def layernorm_forward(x, gamma, beta, ln_param):
@@ -849,9 +863,10 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     N, C, H, W = x.shape
     G = positive_int(G, "G")
     if C % G:
-        raise ValueError(f"G must divide the number of channels C = {C} of x (shape {x.shape}), "
-                         f"got G = {G}")
-    gamma, beta = _check_norm_affine(gamma, beta, (1, C, 1, 1), "one entry per channel")
+        raise ValueError(f"G must divide the number of channels C = {C} of "
+                         f"x (shape {x.shape}), got G = {G}")
+    gamma, beta = _check_norm_affine(gamma, beta, (1, C, 1, 1),
+                                     "one entry per channel")
     eps = _norm_params(gn_param, "gn_param", {"eps": 1e-5})
     dtype = _common_dtype(x, gamma, beta)
     x, gamma, beta = (a.astype(dtype, copy=False) for a in (x, gamma, beta))
