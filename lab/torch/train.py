@@ -324,7 +324,9 @@ def train(model, data, optimizer=None, *, learning_rate=None, epochs: int = 1,
     try:
         for epoch in range(epochs):
             model.train()
-            for xb, yb in iterate_minibatches(X_train, y_train, batch_size, shuffle=True, seed=rng):
+            batches = iterate_minibatches(X_train, y_train, batch_size, shuffle=True,
+                                          seed=rng)
+            for xb, yb in batches:
                 xb = torch.as_tensor(xb, device=dev)
                 yb = torch.as_tensor(yb, device=dev)
                 loss = F.cross_entropy(model(xb), yb)
@@ -334,8 +336,8 @@ def train(model, data, optimizer=None, *, learning_rate=None, epochs: int = 1,
                 value = loss.item()
                 if not np.isfinite(value):
                     raise FloatingPointError(
-                        f"the loss became {value} at iteration {t + 1} (epoch {epoch + 1}); "
-                        f"try a smaller learning rate")
+                        f"the loss became {value} at iteration {t + 1} "
+                        f"(epoch {epoch + 1}); try a smaller learning rate")
                 history["loss_history"].append(value)
                 bar.update(loss=value)
                 if t % print_every == 0:
@@ -350,8 +352,8 @@ def train(model, data, optimizer=None, *, learning_rate=None, epochs: int = 1,
             val_acc = check_accuracy(model, X_val, y_val)
             history["train_acc_history"].append(train_acc)
             history["val_acc_history"].append(val_acc)
-            bar.write(f"(Epoch {epoch + 1} / {epochs}) train acc: {train_acc:.4f}; "
-                      f"val acc: {val_acc:.4f}")
+            bar.write(f"(Epoch {epoch + 1} / {epochs}) train acc: "
+                      f"{train_acc:.4f}; val acc: {val_acc:.4f}")
     finally:
         bar.close()
     history["epochs"] = epochs
