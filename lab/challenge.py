@@ -88,6 +88,12 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"lab.challenge: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
     return 0
 
 

@@ -48,6 +48,7 @@ from lab.progress import progress
 
 __all__ = ["DEFAULTS", "Net", "whitening_filters", "augment", "flip_bits",
            "learning_rate", "lookahead_decay", "make_optimizer", "predict",
+           "view_logits", "VIEWS", "VIEW_WEIGHTS",
            "evaluate", "train", "load", "save_model", "load_data",
            "CheckpointError"]
 
@@ -74,6 +75,7 @@ DEFAULTS = {
     "flip": True,
     "lookahead_every": 5,
     "lookahead_base": 0.95 ** 5,
+    "whiten": True,           # False: an ordinary trainable first conv (ablation)
     "tta": True,
     "num_training": 49000,
     "num_validation": 1000,
@@ -130,13 +132,14 @@ class Net(nn.Module):
     """
 
     def __init__(self, widths=(64, 256, 256), bn_momentum=0.4, logit_scale=1 / 9,
-                 num_classes=10):
+                 num_classes=10, whiten=True):
         super().__init__()
         widths = [int(w) for w in widths]
         if len(widths) != 3 or min(widths) < 1:
             raise ValueError(f"widths must be three positive channel counts, got {widths}")
         self.whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True)
-        self.whiten.weight.requires_grad_(False)
+        if whiten:   # filled by whitening_filters, then fixed
+            self.whiten.weight.requires_grad_(False)
         nn.init.zeros_(self.whiten.bias)
         self.group1 = ConvGroup(24, widths[0], bn_momentum)
         self.group2 = ConvGroup(widths[0], widths[1], bn_momentum)
@@ -257,26 +260,32 @@ def make_optimizer(model, cfg, global_batch, world_size=1):
 
 # ---------------------------------------------------------------- evaluation
 
+VIEWS = ("image", "mirror", "up-left", "up-left mirror", "down-right",
+         "down-right mirror")
+#: weights of the six views in the TTA average
+VIEW_WEIGHTS = (0.25, 0.25, 0.125, 0.125, 0.125, 0.125)
+
+
 def _views(model, x, tta):
-    if not tta:
+    tta = 2 if tta is True else int(tta)   # True is the full six views
+    if tta == 0:
         return model(x)
+    if tta == 1:
+        return 0.5 * (model(x) + model(x.flip(-1)))
+    return sum(w * v for w, v in zip(VIEW_WEIGHTS, _six(model, x)))
 
-    def mirrored(v):
-        return 0.5 * (model(v) + model(v.flip(-1)))
 
+def _six(model, x):
     padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
     size = x.shape[-1]
-    return (0.5 * mirrored(x) + 0.25 * mirrored(padded[..., :size, :size])
-            + 0.25 * mirrored(padded[..., 2:, 2:]))
+    out = []
+    for v in (x, padded[..., :size, :size], padded[..., 2:, 2:]):
+        v = v.contiguous(memory_format=torch.channels_last)
+        out += [model(v), model(v.flip(-1))]
+    return out
 
 
-def predict(model, X, tta=True, batch_size=1000):
-    """Logits for ``X`` (N, 3, 32, 32), in eval mode under ``torch.no_grad``.
-
-    With ``tta`` each image is scored in six views: itself and shifted one
-    pixel up-left and down-right (reflect padding), each with its mirror
-    image; the logits are averaged, half the weight on the unshifted pair.
-    """
+def _batched(model, X, batch_size, fn):
     x_all = _as_images(X)
     dev = next(model.parameters()).device
     was_training = model.training
@@ -286,10 +295,31 @@ def predict(model, X, tta=True, batch_size=1000):
         with torch.no_grad():
             for i in range(0, len(x_all), batch_size):
                 xb = x_all[i:i + batch_size].to(dev).contiguous(memory_format=torch.channels_last)
-                out.append(_views(model, xb, tta).float().cpu())
+                out.append(fn(xb))
     finally:
         model.train(was_training)
+    return out
+
+
+def predict(model, X, tta=True, batch_size=1000):
+    """Logits for ``X`` (N, 3, 32, 32), in eval mode under ``torch.no_grad``.
+
+    ``tta``: 0 or False, the image alone; 1, the image and its mirror image;
+    2 or True, six views: the image and the image shifted one pixel up-left
+    and down-right (reflect padding), each with its mirror image, averaged
+    with :data:`VIEW_WEIGHTS` (half the weight on the unshifted pair).
+    """
+    out = _batched(model, X, batch_size, lambda xb: _views(model, xb, tta).float().cpu())
     return torch.cat(out) if out else torch.empty(0, 10)
+
+
+def view_logits(model, X, batch_size=1000):
+    """The logits of each of the six TTA views, (6, N, 10), in the order of
+    :data:`VIEWS`; ``predict(tta=2)`` is their average with
+    :data:`VIEW_WEIGHTS`."""
+    out = _batched(model, X, batch_size,
+                   lambda xb: torch.stack([v.float().cpu() for v in _six(model, xb)]))
+    return torch.cat(out, 1) if out else torch.empty(6, 0, 10)
 
 
 def evaluate(model, X, y, tta=True, batch_size=1000):
@@ -357,6 +387,12 @@ def _check_config(cfg):
         raise ValueError(f"momentum must lie in [0, 1), got {c['momentum']!r}")
     if not 0 <= c["label_smoothing"] < 1:
         raise ValueError(f"label_smoothing must lie in [0, 1), got {c['label_smoothing']!r}")
+    if not isinstance(c["lookahead_every"], (int, np.integer)) or c["lookahead_every"] < 0:
+        raise ValueError(f"lookahead_every must be an integer >= 0 (0: off), "
+                         f"got {c['lookahead_every']!r}")
+    if c["tta"] not in (0, 1, 2):
+        raise ValueError(f"tta must be 0/False (none), 1 (mirror) or 2/True (six views), "
+                         f"got {c['tta']!r}")
     c["widths"] = [int(w) for w in c["widths"]]
     c["epochs"], c["batch_size"], c["seed"] = int(c["epochs"]), int(c["batch_size"]), int(c["seed"])
     return c
@@ -474,9 +510,11 @@ def train(cfg=None, *, out=None, resume=False, data=None, threads=None,
     total_steps = cfg["epochs"] * steps_per_epoch
 
     torch.manual_seed(cfg["seed"])
-    model = Net(cfg["widths"], cfg["bn_momentum"], cfg["logit_scale"])
-    with torch.no_grad():
-        model.whiten.weight.copy_(whitening_filters(X[:cfg["whiten_images"]], cfg["whiten_eps"]))
+    model = Net(cfg["widths"], cfg["bn_momentum"], cfg["logit_scale"], whiten=cfg["whiten"])
+    if cfg["whiten"]:
+        with torch.no_grad():
+            model.whiten.weight.copy_(whitening_filters(X[:cfg["whiten_images"]],
+                                                        cfg["whiten_eps"]))
     model = model.to(dev).to(memory_format=torch.channels_last)
     net = model
     if world > 1:
@@ -540,7 +578,7 @@ def train(cfg=None, *, out=None, resume=False, data=None, threads=None,
                 loss.backward()
                 optimizer.step()
                 step += 1
-                if step % cfg["lookahead_every"] == 0:
+                if cfg["lookahead_every"] and step % cfg["lookahead_every"] == 0:
                     _lookahead(model, ema, lookahead_decay(step, total_steps, cfg["lookahead_base"]))
                 bl = float(loss.detach()) / len(idx)
                 loss_sum += float(loss.detach())
@@ -553,7 +591,7 @@ def train(cfg=None, *, out=None, resume=False, data=None, threads=None,
                            img_s=seen * world / (time.perf_counter() - t0))
         if stopped:
             break
-        if epoch == cfg["epochs"] - 1:
+        if epoch == cfg["epochs"] - 1 and cfg["lookahead_every"]:
             _lookahead(model, ema, 1.0)   # end on the average
         train_time = time.perf_counter() - t0
         rec = {"epoch": epoch + 1, "step": step,
@@ -589,7 +627,8 @@ def train(cfg=None, *, out=None, resume=False, data=None, threads=None,
             history["test_acc"] = last["test_acc"]
             if cfg["tta"]:
                 t1 = time.perf_counter()
-                history["test_tta_acc"] = evaluate(model, data["X_test"], data["y_test"], tta=True)
+                history["test_tta_acc"] = evaluate(model, data["X_test"], data["y_test"],
+                                                   tta=cfg["tta"])
                 history["tta_seconds"] = round(time.perf_counter() - t1, 2)
                 wall += history["tta_seconds"]
                 log(f"test accuracy {history['test_acc']:.4f}, "
@@ -673,7 +712,7 @@ def load(path, device=None):
         raise CheckpointError(f"{path} is not a lab.challenge model or checkpoint "
                               f"(expected kind {MODEL_KIND!r})")
     cfg = dict(DEFAULTS, **obj["config"])
-    model = Net(cfg["widths"], cfg["bn_momentum"], cfg["logit_scale"])
+    model = Net(cfg["widths"], cfg["bn_momentum"], cfg["logit_scale"], whiten=cfg["whiten"])
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v
                                for k, v in state.items()})
