@@ -29,7 +29,6 @@ Images are NCHW float32, normalised per channel as
 """
 from __future__ import annotations
 
-import copy
 import datetime
 import hashlib
 import json
@@ -423,8 +422,6 @@ def _atomic_save(obj, path):
 
 
 def _environment(threads, world):
-    import torch.distributed as dist  # noqa: F401
-
     return {
         "python": platform.python_version(),
         "torch": str(torch.__version__),
