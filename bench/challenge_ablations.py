@@ -11,8 +11,7 @@ interrupted sweep keeps what it finished.
 
 Runs, in order: the recipe; without the whitening layer (an ordinary
 trainable 2x2 convolution in its place); without label smoothing; without
-lookahead; without flips and translations; with a plain constant learning
-rate for the BN shifts (``bias_lr_scale`` 1).
+lookahead; without flips and translations.
 """
 from __future__ import annotations
 
@@ -32,7 +31,6 @@ RUNS = [
     ("no label smoothing", {"label_smoothing": 0.0}),
     ("no lookahead", {"lookahead_every": 0}),
     ("no flips or translations", {"flip": False, "translate": 0}),
-    ("BN shifts at the base learning rate", {"bias_lr_scale": 1.0}),
 ]
 
 
