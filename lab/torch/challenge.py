@@ -488,6 +488,8 @@ def train(cfg=None, *, out=None, resume=False, data=None, threads=None,
     threads = torch.get_num_threads()
     dev = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
                        if torch.cuda.is_available() else "cpu")
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
     out = pathlib.Path(out) if out is not None else None
     if out is not None and rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -532,7 +534,7 @@ def train(cfg=None, *, out=None, resume=False, data=None, threads=None,
         ck = _read_checkpoint(out / "checkpoint.pt", cfg, world)
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
-        ema = ck["ema"]
+        ema = {k: v.to(dev) for k, v in ck["ema"].items()}
         history = ck["history"]
         start_epoch, step = ck["epoch"], ck["step"]
         if start_epoch >= cfg["epochs"]:
