@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
-from lab._validate import as_labels, finite_float, nonneg_int, positive_int  # noqa: E402
+from lab import _frameworks as _fw  # noqa: E402
+from lab._validate import finite_float, nonneg_int, positive_int  # noqa: E402
 from lab.data import iterate_minibatches  # noqa: E402
 from lab.progress import progress  # noqa: E402
 
@@ -106,16 +107,7 @@ def _dtype_name(x) -> str:
 
 def _check_float32(x, name: str):
     """Raise TypeError unless ``x`` holds float32 numbers."""
-    dt = _dtype_name(x)
-    if dt == "float32":
-        return
-    if dt in ("uint8", "int8", "int16", "int32", "int64", "uint16"):
-        raise TypeError(
-            f"{name} must be float32, got {dt} (raw pixels?); convert and scale it, e.g. "
-            f"(x / 255).astype(np.float32), or load normalised float32 data with "
-            f"lab.data.load_cifar10(layout='NHWC')")
-    raise TypeError(f"{name} must be float32, got {dt}; convert it with "
-                    f"x.astype(np.float32) (or tf.cast(x, tf.float32))")
+    _fw.check_float32(_dtype_name(x), name, LAYOUT)
 
 
 def _static_shape(x) -> tuple:
@@ -128,53 +120,20 @@ def _static_shape(x) -> tuple:
 
 
 def _check_images(x, name: str, channels: int | None = None, image_size=None):
-    """Check a batch of NHWC images: 4-D, float32, channels last.
-
-    An array that looks NCHW -- (N, C, H, W) with a small C in axis 1 and not
-    in axis 3, or ``channels`` in axis 1 but not in axis 3 -- is reported as
-    a layout error.  Returns the shape.
-    """
-    shape = _static_shape(x)
-    if len(shape) != 4:
-        raise ValueError(f"{name} must be a batch of images of shape (N, H, W, C) (NHWC), "
-                         f"got shape {shape}")
-    _check_float32(x, name)
-    c_last, c_first = shape[3], shape[1]
-    small = (1, 3, 4)
-    looks_nchw = (c_first in small and c_last not in small) or (
-        channels is not None and c_last != channels and c_first == channels)
-    want = (f"(N, {image_size[0]}, {image_size[1]}, {channels})" if image_size and channels
-            else f"(N, H, W, {channels if channels is not None else 'C'})")
-    if looks_nchw:
-        raise ValueError(
-            f"{name} has shape {shape}, which looks like NCHW (channels first); Keras and "
-            f"lab.tf expect NHWC {want}: transpose it with x.transpose(0, 2, 3, 1) or load "
-            f"it with lab.data.load_cifar10(layout='NHWC')")
-    if channels is not None and c_last != channels:
-        raise ValueError(f"{name} must have {channels} channels on its last axis (NHWC {want}), "
-                         f"got shape {shape}")
-    if image_size is not None and tuple(shape[1:3]) != tuple(image_size) and None not in shape[1:3]:
-        raise ValueError(f"{name} must have images of size {tuple(image_size)} (NHWC {want}), "
-                         f"got shape {shape}")
-    return shape
+    """Check a batch of NHWC images: 4-D, float32, channels last (an array
+    that looks NCHW is a layout error; see :func:`lab._frameworks.check_images`).
+    Returns the shape."""
+    return _fw.check_images(_static_shape(x), _dtype_name(x), name, LAYOUT, channels, image_size)
 
 
 def _check_labels(y, name: str, n: int, num_classes: int):
     """Integer labels of shape (n,) in [0, num_classes), as int64 numpy."""
     if isinstance(y, tf.Tensor):
         y = y.numpy()
-    y = as_labels(y, name, n=n, num_classes=num_classes)
-    return y.astype(np.int64, copy=False)
+    return _fw.check_labels(y, name, n, num_classes)
 
 
-def _check_data(data):
-    if not isinstance(data, dict):
-        raise TypeError(f"data must be a dict with X_train, y_train, X_val, y_val, "
-                        f"got {type(data).__name__}")
-    missing = [k for k in ("X_train", "y_train", "X_val", "y_val") if k not in data]
-    if missing:
-        raise ValueError(f"data is missing {missing}; expected X_train, y_train, X_val, y_val")
-    return data["X_train"], data["y_train"], data["X_val"], data["y_val"]
+_check_data = _fw.check_data
 
 
 def _num_classes(model, x_one):

@@ -16,15 +16,14 @@ features flattened (h, w, c)) into these.
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lab import _frameworks as _fw
 from lab._validate import finite_float, positive_int
 from lab.data import iterate_minibatches
-from lab.progress import progress
 from lab.torch import train as _train
 from lab.torch.train import _check_float32, _check_images, _check_labels, _to_numpy, device
 
@@ -128,24 +127,8 @@ def three_layer_convnet(x, params):
 
 # ---------------------------------------------------------------- initialisers
 
-def _shape_tuple(shape, name="shape"):
-    if isinstance(shape, numbers.Integral):
-        shape = (shape,)
-    try:
-        shape = tuple(int(positive_int(d, f"{name}[{i}]")) for i, d in enumerate(shape))
-    except TypeError as exc:
-        raise TypeError(f"{name} must be a tuple of positive ints, got {shape!r}") from exc
-    if not shape:
-        raise ValueError(f"{name} must have at least one dimension, got {shape!r}")
-    return shape
-
-
-def _rng(seed):
-    if seed is None or isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise TypeError(f"seed must be a non-negative int, a numpy Generator or None, got {seed!r}")
-    return np.random.default_rng(seed)
+_shape_tuple = _fw.shape_tuple
+_rng = _fw.rng
 
 
 def kaiming_normal(shape, seed=None):
@@ -314,47 +297,23 @@ def train_part2(model_fn, init_fn, learning_rate, data, *, epochs: int = 1, batc
     with torch.no_grad():
         model_fn(torch.as_tensor(X_train[:1], device=dev), params)  # shape errors, before training
     rng = _rng(seed) or np.random.default_rng()
-    history = {"loss_history": [], "train_acc_history": [], "val_acc_history": []}
-    bar = progress(total=epochs * -(-shape[0] // batch_size), desc="train_part2", enabled=verbose)
-    t = 0
-    try:
-        for epoch in range(epochs):
-            for xb, yb in iterate_minibatches(X_train, y_train, batch_size, shuffle=True, seed=rng):
-                loss = training_step(model_fn, torch.as_tensor(xb, device=dev),
-                                     torch.as_tensor(yb, device=dev), params, learning_rate)
-                if not np.isfinite(loss):
-                    raise FloatingPointError(f"the loss became {loss} at iteration {t + 1}; "
-                                             f"try a learning rate below {learning_rate}")
-                history["loss_history"].append(loss)
-                bar.update(loss=loss)
-                if t % print_every == 0:
-                    bar.write(f"Iteration {t}, loss = {loss:.4f}")
-                t += 1
-            if num_train_samples is not None and num_train_samples < shape[0]:
-                idx = rng.choice(shape[0], num_train_samples, replace=False)
-                Xs, ys = X_train[idx], y_train[idx]
-            else:
-                Xs, ys = X_train, y_train
-            history["train_acc_history"].append(check_accuracy_part2(model_fn, params, Xs, ys))
-            history["val_acc_history"].append(check_accuracy_part2(model_fn, params, X_val, y_val))
-            bar.write(f"(Epoch {epoch + 1} / {epochs}) train acc: "
-                      f"{history['train_acc_history'][-1]:.4f}; val acc: "
-                      f"{history['val_acc_history'][-1]:.4f}")
-    finally:
-        bar.close()
+
+    def one_step(xb, yb):
+        return training_step(model_fn, torch.as_tensor(xb, device=dev),
+                             torch.as_tensor(yb, device=dev), params, learning_rate)
+
+    history = _fw.train_part2_loop(
+        one_step, lambda X, y: check_accuracy_part2(model_fn, params, X, y),
+        X_train, y_train, X_val, y_val, epochs=epochs, batch_size=batch_size,
+        generator=rng, learning_rate=learning_rate, print_every=print_every,
+        num_train_samples=num_train_samples, verbose=verbose)
     history["params"] = params
     return history
 
 
 # --------------------------------------------------------------------- layouts
 
-def _as_numpy(v):
-    """float32 numpy copy of an array, a tf.Variable/Tensor or a torch tensor."""
-    if hasattr(v, "detach"):  # a torch tensor, possibly requiring grad
-        v = v.detach().cpu()
-    if hasattr(v, "numpy"):
-        v = v.numpy()
-    return np.array(v, dtype=np.float32)
+_as_numpy = _fw.as_float32_numpy
 
 
 def convert_params(params, image_size=(32, 32)):

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lab._validate import as_labels, finite_float, nonneg_int, positive_int
+from lab import _frameworks as _fw
+from lab._validate import finite_float, nonneg_int, positive_int
 from lab.data import iterate_minibatches
 from lab.progress import progress
 
@@ -90,66 +91,25 @@ def _dtype_name(x) -> str:
 
 def _check_float32(x, name: str):
     """Raise TypeError unless ``x`` holds float32 numbers."""
-    dt = _dtype_name(x)
-    if dt == "float32":
-        return
-    if dt in ("uint8", "int8", "int16", "int32", "int64", "uint16"):
-        raise TypeError(
-            f"{name} must be float32, got {dt} (raw pixels?); convert and scale it, e.g. "
-            f"(x / 255).astype(np.float32), or load normalised float32 data with "
-            f"lab.data.load_cifar10(layout='NCHW')")
-    raise TypeError(f"{name} must be float32, got {dt}; convert it with "
-                    f"x.astype(np.float32) (or x.float() for a tensor)")
+    _fw.check_float32(_dtype_name(x), name, LAYOUT)
 
 
 def _check_images(x, name: str, channels: int | None = None, image_size=None):
-    """Check a batch of NCHW images: 4-D, float32, channels first.
-
-    An array that looks NHWC -- (N, H, W, C) with a small C in axis 3 and not
-    in axis 1, or ``channels`` in axis 3 but not in axis 1 -- is reported as
-    a layout error.  Returns the shape.
-    """
+    """Check a batch of NCHW images: 4-D, float32, channels first (an array
+    that looks NHWC is a layout error; see :func:`lab._frameworks.check_images`).
+    Returns the shape."""
     shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
-    if len(shape) != 4:
-        raise ValueError(f"{name} must be a batch of images of shape (N, C, H, W) (NCHW), "
-                         f"got shape {shape}")
-    _check_float32(x, name)
-    c_first, c_last = shape[1], shape[3]
-    small = (1, 3, 4)
-    looks_nhwc = (c_last in small and c_first not in small) or (
-        channels is not None and c_first != channels and c_last == channels)
-    want = (f"(N, {channels}, {image_size[0]}, {image_size[1]})" if image_size and channels
-            else f"(N, {channels if channels is not None else 'C'}, H, W)")
-    if looks_nhwc:
-        raise ValueError(
-            f"{name} has shape {shape}, which looks like NHWC (channels last); PyTorch and "
-            f"lab.torch expect NCHW {want}: transpose it with x.transpose(0, 3, 1, 2) or load "
-            f"it with lab.data.load_cifar10(layout='NCHW')")
-    if channels is not None and c_first != channels:
-        raise ValueError(f"{name} must have {channels} channels on axis 1 (NCHW {want}), "
-                         f"got shape {shape}")
-    if image_size is not None and tuple(shape[2:]) != tuple(image_size):
-        raise ValueError(f"{name} must have images of size {tuple(image_size)} (NCHW {want}), "
-                         f"got shape {shape}")
-    return shape
+    return _fw.check_images(shape, _dtype_name(x), name, LAYOUT, channels, image_size)
 
 
 def _check_labels(y, name: str, n: int, num_classes: int):
     """Integer labels of shape (n,) in [0, num_classes), as int64 numpy."""
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().numpy()
-    y = as_labels(y, name, n=n, num_classes=num_classes)
-    return y.astype(np.int64, copy=False)
+    return _fw.check_labels(y, name, n, num_classes)
 
 
-def _check_data(data):
-    if not isinstance(data, dict):
-        raise TypeError(f"data must be a dict with X_train, y_train, X_val, y_val, "
-                        f"got {type(data).__name__}")
-    missing = [k for k in ("X_train", "y_train", "X_val", "y_val") if k not in data]
-    if missing:
-        raise ValueError(f"data is missing {missing}; expected X_train, y_train, X_val, y_val")
-    return data["X_train"], data["y_train"], data["X_val"], data["y_val"]
+_check_data = _fw.check_data
 
 
 def _to_numpy(x):
