@@ -123,19 +123,21 @@ class ConvGroup(nn.Module):
 
 
 class Net(nn.Module):
-    """The challenge network, NCHW float32 (N, 3, 32, 32) in, logits (N, 10) out.
+    """The challenge network: NCHW float32 (N, 3, 32, 32) in, logits (N, 10)
+    out.
 
     Spatial sizes: 32 -> 31 (whitening, 2x2 valid) -> 15 -> 7 -> 3 (the
     groups' pools) -> 1 (max pool 3).  With widths 64/256/256 it has
     1,971,352 trainable weights (the whitening filters are fixed).
     """
 
-    def __init__(self, widths=(64, 256, 256), bn_momentum=0.4, logit_scale=1 / 9,
-                 num_classes=10, whiten=True):
+    def __init__(self, widths=(64, 256, 256), bn_momentum=0.4,
+                 logit_scale=1 / 9, num_classes=10, whiten=True):
         super().__init__()
         widths = [int(w) for w in widths]
         if len(widths) != 3 or min(widths) < 1:
-            raise ValueError(f"widths must be three positive channel counts, got {widths}")
+            raise ValueError("widths must be three positive channel counts, "
+                             f"got {widths}")
         self.whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True)
         if whiten:   # filled by whitening_filters, then fixed
             self.whiten.weight.requires_grad_(False)
@@ -164,8 +166,10 @@ def whitening_filters(images, eps=5e-4):
     """
     x = torch.as_tensor(images, dtype=torch.float32)
     if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"whitening needs NCHW images (N, 3, H, W), got shape {tuple(x.shape)}")
-    patches = F.unfold(x.double(), 2).transpose(1, 2).reshape(-1, 12)  # (N*L, 12)
+        raise ValueError("whitening needs NCHW images (N, 3, H, W), "
+                         f"got shape {tuple(x.shape)}")
+    # every 2x2 patch as a row: (N * 31 * 31, 12) for 32x32 images
+    patches = F.unfold(x.double(), 2).transpose(1, 2).reshape(-1, 12)
     patches = patches - patches.mean(0)
     cov = patches.T @ patches / patches.shape[0]
     lam, vec = torch.linalg.eigh(cov)                       # ascending
@@ -242,19 +246,22 @@ def make_optimizer(model, cfg, global_batch, world_size=1):
     lr = cfg["lr"] / k * world_size
     decay = cfg["weight_decay"] * global_batch / k
     inner = model.module if hasattr(model, "module") else model
-    norm = [p for n, p in inner.named_parameters() if ".norm" in n and p.requires_grad]
+    norm = [p for n, p in inner.named_parameters()
+            if ".norm" in n and p.requires_grad]
     whiten = [inner.whiten.bias]
     rest = [p for n, p in inner.named_parameters()
             if p.requires_grad and ".norm" not in n and n != "whiten.bias"]
     groups = [
         dict(params=rest, lr=lr, weight_decay=decay / lr, name="weights"),
-        dict(params=whiten, lr=lr, weight_decay=decay / lr, name="whiten_bias"),
+        dict(params=whiten, lr=lr, weight_decay=decay / lr,
+             name="whiten_bias"),
         dict(params=norm, lr=lr * cfg["bias_lr_scale"],
              weight_decay=decay / (lr * cfg["bias_lr_scale"]), name="bn_bias"),
     ]
     for g in groups:
         g["initial_lr"] = g["lr"]
-    return torch.optim.SGD(groups, lr=lr, momentum=cfg["momentum"], nesterov=True)
+    return torch.optim.SGD(groups, lr=lr, momentum=cfg["momentum"],
+                           nesterov=True)
 
 
 # ---------------------------------------------------------------- evaluation
