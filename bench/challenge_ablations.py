@@ -72,6 +72,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", nargs="*", help="names of the runs to make (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     args = p.parse_args(argv)
 
     import torch
@@ -80,7 +81,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     out = pathlib.Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {"runs": []}
-    results.update(epochs=args.epochs, threads=args.threads, torch=str(torch.__version__),
+    results.update(epochs=args.epochs, threads=args.threads, seed=args.seed, torch=str(torch.__version__),
                    processor=ch._cpu_name(), python=platform.python_version(),
                    command="python bench/challenge_ablations.py " + " ".join(argv or sys.argv[1:]))
     data = ch.load_data(ch._check_config({}))
@@ -89,7 +90,7 @@ def main(argv=None):
             continue
         t0 = time.perf_counter()
         run_data = recompress(data, RECOMPRESS[name]) if name in RECOMPRESS else data
-        _, h = ch.train(dict(change, epochs=args.epochs, tta=0), data=run_data,
+        _, h = ch.train(dict(change, epochs=args.epochs, tta=0, seed=args.seed), data=run_data,
                         log=lambda m: print(f"[{name}] {m}", flush=True))
         row = {"name": name, "change": change, "test_acc": h["test_acc"],
                "val_acc": h["epochs"][-1]["val_acc"],
