@@ -136,8 +136,8 @@ class Net(nn.Module):
         super().__init__()
         widths = [int(w) for w in widths]
         if len(widths) != 3 or min(widths) < 1:
-            raise ValueError("widths must be three positive channel counts, "
-                             f"got {widths}")
+            raise ValueError("widths must be three positive channel "
+                             f"counts, got {widths}")
         self.whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True)
         if whiten:   # filled by whitening_filters, then fixed
             self.whiten.weight.requires_grad_(False)
@@ -215,7 +215,8 @@ def augment(x, flip, translate, generator):
 
 def learning_rate(step, total_steps, warmup=0.2, start=0.2):
     """Triangular schedule, as a multiple of the peak: ``start`` at step 0,
-    1 after ``warmup`` of the steps, then linearly to 0 at ``total_steps``."""
+    1 after ``warmup`` of the steps, then linearly to 0 at
+    ``total_steps``."""
     peak = max(1, int(warmup * total_steps))
     if step <= peak:
         return start + (1 - start) * step / peak
@@ -235,10 +236,11 @@ def make_optimizer(model, cfg, global_batch, world_size=1):
 
     Per step, on a loss summed over the batch, the weights move by
     ``lr / K`` times the gradient, ``K = 1024 (1 + 1/(1 - momentum))``: the
-    1,024 makes ``lr`` a rate per 1,024 images, the rest divides out the gain
-    of momentum.  Weight decay shrinks every parameter by ``weight_decay *
-    B / K`` per step (B the global batch) whatever its group's learning rate
-    (decoupled from it), scaled by the schedule like the learning rate.
+    1,024 makes ``lr`` a rate per 1,024 images, the rest divides out the
+    gain of momentum.  Weight decay shrinks every parameter by
+    ``weight_decay * B / K`` per step (B the global batch) whatever its
+    group's learning rate (decoupled from it), scaled by the schedule like
+    the learning rate.
     DistributedDataParallel averages the ranks' gradients, so the learning
     rate is multiplied by ``world_size`` to step on the global sum.
     """
@@ -256,7 +258,8 @@ def make_optimizer(model, cfg, global_batch, world_size=1):
         dict(params=whiten, lr=lr, weight_decay=decay / lr,
              name="whiten_bias"),
         dict(params=norm, lr=lr * cfg["bias_lr_scale"],
-             weight_decay=decay / (lr * cfg["bias_lr_scale"]), name="bn_bias"),
+             weight_decay=decay / (lr * cfg["bias_lr_scale"]),
+             name="bn_bias"),
     ]
     for g in groups:
         g["initial_lr"] = g["lr"]
