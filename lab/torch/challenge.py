@@ -507,7 +507,13 @@ def train(cfg=None, *, out=None, resume=False, data=None, threads=None,
         raise ValueError("resume needs the output folder that holds checkpoint.pt")
 
     if data is None:
+        # rank 0 decodes (and caches) the data first; the others then read
+        # its cache, so that rank 0 alone writes files
+        if world > 1 and rank != 0:
+            torch.distributed.barrier()
         data = load_data(cfg)
+        if world > 1 and rank == 0:
+            torch.distributed.barrier()
     X, y = data["X_train"], data["y_train"]
     n = len(X)
     if cfg["batch_size"] % world:
